@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from service.crops import CROP, Crop, crop_plan, largest_scale, scaled_size
-from service.errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
+from service.errors import ImageTooLarge, InvalidImage
 
 # Our own pixel limit is checked on the header before decoding; PIL's would only warn.
 Image.MAX_IMAGE_PIXELS = None
@@ -29,7 +29,7 @@ def decode(data: bytes, *, max_pixels: int, shorter_side: int = 256) -> Image.Im
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
-        raise UnsupportedMediaType(f"not an image in a supported format ({', '.join(FORMATS)})") from None
+        raise InvalidImage(f"not a decodable image in a supported format ({', '.join(FORMATS)})") from None
     except Exception as exc:  # PIL raises many types on hostile headers
         raise InvalidImage(f"cannot read the image header: {exc.__class__.__name__}") from None
     width, height = image.size

@@ -1,0 +1,58 @@
+"""Request bodies: the size limit enforced while reading, raw image or multipart `image` fields."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from fastapi import Request
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+
+RAW_TYPES = ("image/", "application/octet-stream")
+
+
+async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise PayloadTooLarge(f"the body is larger than the limit of {limit} bytes")
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:  # stop reading: a slow or endless upload costs no more than the limit
+            raise PayloadTooLarge(f"the body is larger than the limit of {limit} bytes")
+        yield chunk
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    return b"".join([chunk async for chunk in _limited(request, limit)])
+
+
+async def read_images(request: Request, *, limit: int, max_images: int) -> list[bytes]:
+    """The request's images: the raw body, or every multipart field named `image`."""
+    content_type = request.headers.get("content-type", "").lower()
+    if content_type.startswith("multipart/form-data"):
+        parser = MultiPartParser(request.headers, _limited(request, limit), max_files=max_images, max_fields=16)
+        try:
+            form = await parser.parse()
+        except MultiPartException as exc:
+            raise BadRequest(f"malformed multipart body: {exc.message}") from None
+        images = []
+        for field in form.getlist("image"):
+            if isinstance(field, UploadFile):
+                images.append(await field.read())
+                await field.close()
+            else:
+                images.append(field.encode())
+        if not images:
+            raise BadRequest("the multipart body has no field named 'image'")
+        return images
+    if not content_type or content_type.startswith(RAW_TYPES):
+        data = await read_body(request, limit)
+        if not data:
+            raise BadRequest("the body is empty: send an image (raw, or multipart field 'image')")
+        return [data]
+    raise UnsupportedMediaType(
+        f"Content-Type {content_type!r} is not an image; send image/* or multipart/form-data"
+    )

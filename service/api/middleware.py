@@ -1,0 +1,53 @@
+"""Per-request bookkeeping as plain ASGI: request id, in-flight gauge, request metrics, access log."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service import metrics
+
+log = logging.getLogger("service.access")
+_VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestContext:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"], state["mode"] = request_id, "none"
+        status, started = 500, time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        metrics.INFLIGHT_REQUESTS.inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            metrics.INFLIGHT_REQUESTS.dec()
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", "unmatched")  # the template: bounded labels
+            mode = state["mode"]
+            metrics.REQUESTS.labels(route, str(status), mode).inc()
+            metrics.REQUEST_DURATION.labels(route, mode).observe(elapsed)
+            log.info(
+                "request",
+                extra={"request_id": request_id, "method": scope["method"], "route": route,
+                       "status": status, "mode": mode, "duration_ms": round(elapsed * 1000, 2)},
+            )

@@ -1,0 +1,57 @@
+"""Response models of the /v1 API: what OpenAPI documents and what clients parse."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class PredictionOut(BaseModel):
+    index: int = Field(description="Class index, ILSVRC-2012 order (sorted wnids).")
+    wnid: str = Field(description="WordNet id of the class (empty when the repository has none).")
+    label: str
+    probability: float
+
+
+class ImageResult(BaseModel):
+    predictions: list[PredictionOut]
+
+
+class Timings(BaseModel):
+    preprocess: float = Field(description="Decode, resize and crop, in ms (all images, in parallel).")
+    queue: float = Field(description="Waiting for a batch, in ms (slowest member).")
+    inference: float = Field(description="From the first batch starting to the last ending, in ms.")
+    total: float
+
+
+class ClassifyResponse(BaseModel):
+    model: str = Field(description="The ensemble's name.")
+    members: list[str] = Field(description="Models whose probabilities were averaged.")
+    crops: int
+    evaluations: int = Field(description="Model evaluations per image: crops x members (the paper's cost).")
+    trained: bool = Field(description="False when the repository holds random-init weights: answers are noise.")
+    predictions: list[PredictionOut] = Field(description="Top-k of the first image.")
+    results: list[ImageResult] = Field(description="Top-k of every image, in request order.")
+    timings_ms: Timings
+    request_id: str
+
+
+class ErrorOut(BaseModel):
+    error: str
+    code: str
+
+
+class ModelOut(BaseModel):
+    name: str
+    version: int
+    precision: str
+    sha256: str
+    trained: bool
+    metadata: dict
+
+
+class ModelsResponse(BaseModel):
+    name: str
+    primary: str
+    members: list[ModelOut]
+    provider: str
+    batching: dict

@@ -1,0 +1,105 @@
+"""The /v1 API: classify images, list the models (design.md 3.3)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Annotated, TypeVar
+
+from fastapi import APIRouter, Query, Request
+
+from service.api.body import read_images
+from service.api.schemas import ClassifyResponse, ErrorOut, ModelsResponse
+from service.crops import CROP_COUNTS
+from service.errors import BadRequest, DeadlineExceeded, ServiceError
+
+router = APIRouter(prefix="/v1", tags=["v1"])
+T = TypeVar("T")
+_ERRORS = {s: {"model": ErrorOut} for s in (400, 401, 413, 415, 422, 500, 503, 504)}
+
+
+class ClientGone(ServiceError):
+    status, code = 499, "client_gone"
+
+
+async def _until_disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def run_for_client(request: Request, work: Awaitable[T], timeout_s: float) -> T:
+    """Await `work`, but cancel it (dropping its queued rows) when the client leaves or time runs out."""
+    task, watch = asyncio.ensure_future(work), asyncio.ensure_future(_until_disconnected(request))
+    try:
+        done, _ = await asyncio.wait({task, watch}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    if watch in done:
+        raise ClientGone("the client disconnected")
+    raise DeadlineExceeded(f"the request's deadline of {timeout_s * 1000:g} ms passed")
+
+
+@router.post("/classify", response_model=ClassifyResponse, responses=_ERRORS)
+async def classify(
+    request: Request,
+    crops: Annotated[int, Query(description="Crops per image: 1, 10 or 144 (paper section 7).")] = 1,
+    ensemble: Annotated[bool, Query(description="Average all ensemble members (default: the primary only).")] = False,
+    models: Annotated[int | None, Query(ge=1, description="Use the first N members (overrides ensemble).")] = None,
+    topk: Annotated[int, Query(ge=1, le=1000, description="Classes to return per image.")] = 5,
+    deadline_ms: Annotated[float | None, Query(gt=0, description="Give up (504) if not started by then.")] = None,
+) -> ClassifyResponse:
+    """Classify one image (raw body) or several (multipart fields named `image`)."""
+    state = request.app.state
+    settings = state.settings
+    if crops not in CROP_COUNTS:
+        raise BadRequest(f"crops must be one of {', '.join(map(str, CROP_COUNTS))}, got {crops}")
+    scheduler = state.classifier.scheduler
+    members = scheduler.members(models if models is not None else (len(scheduler.names) if ensemble else 1))
+    request.state.mode = f"{crops}x{len(members)}"
+    budget_s = min(deadline_ms or settings.request_timeout_ms, settings.request_timeout_ms) / 1000
+    deadline = asyncio.get_running_loop().time() + budget_s
+    images = await read_images(request, limit=settings.max_body_bytes, max_images=settings.max_images_per_request)
+    result = await run_for_client(
+        request,
+        state.classifier.classify(images, crops=crops, members=members, topk=topk, deadline=deadline),
+        budget_s,
+    )
+    per_image = [{"predictions": [p.__dict__ for p in preds]} for preds in result.predictions]
+    return ClassifyResponse(
+        model=state.repository.name,
+        members=result.members,
+        crops=crops,
+        evaluations=result.evaluations,
+        trained=all(state.repository.members[i].trained for i in range(len(members))),
+        predictions=per_image[0]["predictions"],
+        results=per_image,
+        timings_ms=result.timings_ms,
+        request_id=request.state.request_id,
+    )
+
+
+@router.get("/models", response_model=ModelsResponse)
+async def list_models(request: Request) -> ModelsResponse:
+    """The repository being served: members, versions, file hashes, provider, batching."""
+    state = request.app.state
+    repo, settings = state.repository, state.settings
+    return ModelsResponse(
+        name=repo.name,
+        primary=repo.members[0].name,
+        members=[
+            {"name": m.name, "version": m.version, "precision": m.precision, "sha256": m.sha256,
+             "trained": m.trained, "metadata": m.metadata}
+            for m in repo.members
+        ],
+        provider=state.provider,
+        batching={
+            "max_batch_size": state.max_batch_size,
+            "max_queue_delay_ms": settings.max_queue_delay_ms,
+            "max_queue_rows": settings.max_queue_rows,
+            "instances": state.instances,
+        },
+    )

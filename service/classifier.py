@@ -1,0 +1,90 @@
+"""Classifier: encoded images -> top-k answers, the request path of design.md 2 minus HTTP.
+
+Decoding and cropping run in a thread pool; rows go through the scheduler to every member;
+probabilities are averaged over crops, then members, then ranked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service import metrics
+from service.errors import DeadlineExceeded
+from service.postprocess import Prediction, average, top_k
+from service.preprocess import preprocess
+from service.scheduling import Scheduler
+
+
+@dataclass(frozen=True)
+class Probabilities:
+    values: np.ndarray  # images x 1000
+    members: list[str]
+    queue_s: float
+    inference_s: float
+
+
+@dataclass(frozen=True)
+class Classification:
+    members: list[str]
+    crops: int
+    evaluations: int  # per image: crops x members, the paper's "cost" (Table 3)
+    predictions: list[list[Prediction]]  # one list per image, best first
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Classifier:
+    def __init__(self, scheduler: Scheduler, labels: list[tuple[str, str]], *, max_pixels: int, threads: int) -> None:
+        self.scheduler = scheduler
+        self.labels = labels
+        self.max_pixels = max_pixels
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="preprocess")
+
+    def _preprocess(self, data: bytes, crops: int) -> np.ndarray:
+        started = time.perf_counter()
+        rows = preprocess(data, crops, max_pixels=self.max_pixels)
+        metrics.PREPROCESS_DURATION.labels(str(crops)).observe(time.perf_counter() - started)
+        return rows
+
+    async def prepare(self, images: list[bytes], crops: int) -> np.ndarray:
+        """Decode and crop every image off the event loop: uint8 [images x crops, 224, 224, 3]."""
+        loop = asyncio.get_running_loop()
+        parts = await asyncio.gather(*(loop.run_in_executor(self._executor, self._preprocess, d, crops) for d in images))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    async def probabilities(
+        self, rows: np.ndarray, images: int, members: list[str], *, deadline: float | None
+    ) -> Probabilities:
+        """Run prepared rows on `members`; mean over each image's crops, then over members."""
+        if deadline is not None and asyncio.get_running_loop().time() >= deadline:
+            raise DeadlineExceeded("the request's deadline passed before it was queued")
+        results = await self.scheduler.run(rows, members, deadline=deadline)
+        return Probabilities(
+            average([r.outputs for r in results], images),
+            members,
+            max(r.queue_s for r in results),
+            max(r.run_s for r in results),
+        )
+
+    async def classify(
+        self, images: list[bytes], *, crops: int, members: list[str], topk: int, deadline: float | None
+    ) -> Classification:
+        started = time.perf_counter()
+        rows = await self.prepare(images, crops)
+        preprocessed = time.perf_counter()
+        probs = await self.probabilities(rows, len(images), members, deadline=deadline)
+        timings = {
+            "preprocess": (preprocessed - started) * 1000,
+            "queue": probs.queue_s * 1000,
+            "inference": probs.inference_s * 1000,
+            "total": (time.perf_counter() - started) * 1000,
+        }
+        predictions = [top_k(p, topk, self.labels) for p in probs.values]
+        return Classification(members, crops, crops * len(members), predictions, timings)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,52 @@
+"""Every Prometheus metric of the service, as module constants: base units, closed label sets.
+
+One process is the deployment unit (its batcher is what makes batches), so the default
+registry is used as is; scale out with replicas, not uvicorn workers (docs/deployment.md).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10, 30)
+_ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+REQUESTS = Counter(
+    "googlenet_requests", "HTTP requests answered, by route template, status code and mode.",
+    ["route", "status", "mode"],
+)
+REQUEST_DURATION = Histogram(
+    "googlenet_request_duration_seconds", "End-to-end time of answered requests, by route and mode.",
+    ["route", "mode"], buckets=_LATENCY_BUCKETS,
+)
+INFLIGHT_REQUESTS = Gauge("googlenet_inflight_requests", "Requests being served now.")
+REJECTIONS = Counter(
+    "googlenet_rejections", "Requests refused before inference, by reason.", ["reason"],
+)
+REJECTION_REASONS = ("queue_full", "deadline", "bad_input", "too_large", "client_gone", "unauthorized")
+for _reason in REJECTION_REASONS:
+    REJECTIONS.labels(_reason)
+
+PREPROCESS_DURATION = Histogram(
+    "googlenet_preprocess_duration_seconds", "Decode, resize and crop time per image, by crop count.",
+    ["crops"], buckets=_LATENCY_BUCKETS,
+)
+QUEUE_WAIT = Histogram(
+    "googlenet_queue_wait_seconds", "Time a row waited in its model's queue before its batch ran.",
+    ["model"], buckets=_LATENCY_BUCKETS,
+)
+INFERENCE_DURATION = Histogram(
+    "googlenet_inference_duration_seconds", "Model compute time per batch.", ["model"], buckets=_LATENCY_BUCKETS,
+)
+BATCH_ROWS = Histogram("googlenet_batch_rows", "Rows (crops) per batch run.", ["model"], buckets=_ROW_BUCKETS)
+BATCH_FILL = Histogram(
+    "googlenet_batch_fill_ratio", "Rows per batch over max_batch_size.", ["model"],
+    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+)
+BATCHES = Counter("googlenet_batches", "Batches run, by model and outcome (ok | error).", ["model", "outcome"])
+EVALUATED_ROWS = Counter("googlenet_evaluated_rows", "Rows evaluated by the model (padding excluded).", ["model"])
+QUEUE_ROWS = Gauge("googlenet_queue_rows", "Rows waiting in a model's queue.", ["model"])
+MODEL_INFO = Gauge(
+    "googlenet_model_info", "Loaded models (value 1), with version, file hash, provider and precision.",
+    ["model", "version", "sha256", "provider", "precision"],
+)

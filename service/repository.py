@@ -1,0 +1,123 @@
+"""Reads the model repository that model_export writes (design.md 3.1): members, versions, labels.
+
+This file format is the only link between the two packages; see docs/model-repository.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+INPUT_NAME, OUTPUT_NAME, CLASSES = "image", "probabilities", 1000
+
+
+class RepositoryError(Exception):
+    """The repository cannot be served: missing, malformed, or a file that fails its checksum."""
+
+
+@dataclass(frozen=True)
+class Label:
+    index: int
+    wnid: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    version: int
+    path: Path  # the ONNX file to serve
+    precision: str
+    sha256: str
+    metadata: dict[str, Any]
+
+    @property
+    def trained(self) -> bool:
+        return bool(self.metadata.get("trained", False))
+
+
+@dataclass(frozen=True)
+class Repository:
+    root: Path
+    name: str
+    members: list[ModelEntry]  # ensemble order; members[0] is the primary
+    labels: list[Label]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RepositoryError(f"missing {path.name} in the model repository") from None
+    except (OSError, ValueError) as exc:
+        raise RepositoryError(f"cannot read {path.name}: {exc}") from None
+    if not isinstance(data, dict):
+        raise RepositoryError(f"{path.name} must hold a JSON object")
+    return data
+
+
+def read_labels(path: Path) -> list[Label]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise RepositoryError(f"cannot read labels.tsv: {exc}") from None
+    labels = []
+    for i, line in enumerate(lines):
+        parts = line.split("\t")
+        if len(parts) != 3 or parts[0] != str(i):
+            raise RepositoryError(f"labels.tsv line {i + 1} must be '{i}<TAB>wnid<TAB>name'")
+        labels.append(Label(i, parts[1], parts[2]))
+    if len(labels) != CLASSES:
+        raise RepositoryError(f"labels.tsv has {len(labels)} rows, expected {CLASSES}")
+    return labels
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _entry(root: Path, name: str, precision: str) -> ModelEntry:
+    folder = root / name
+    if not folder.is_dir() or folder.resolve().parent != root.resolve():
+        raise RepositoryError(f"model folder {name!r} is missing")
+    metadata = _read_json(folder / "model.json")
+    versions = sorted((int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()), reverse=True)
+    if not versions:
+        raise RepositoryError(f"model {name!r} has no version folder")
+    version = versions[0]  # the highest version is served (design.md 3.1)
+    files = metadata.get("files", {})
+    wanted = [f"{version}/model.fp16.onnx"] if precision == "fp16" else []
+    for rel in [*wanted, f"{version}/model.onnx"]:
+        path = folder / rel
+        if path.is_file():
+            break
+    else:
+        raise RepositoryError(f"model {name!r} version {version} has no model.onnx")
+    listed = files.get(rel, {}).get("sha256")
+    actual = sha256_of(path)
+    if listed and listed != actual:
+        raise RepositoryError(f"model {name!r} file {rel} fails its sha256 check (corrupt or replaced)")
+    file_precision = files.get(rel, {}).get("precision", "fp16" if rel.endswith("fp16.onnx") else "fp32")
+    return ModelEntry(name, version, path, file_precision, actual, metadata)
+
+
+def load_repository(root: Path, *, precision: str = "fp32", limit: int | None = None) -> Repository:
+    """Read and check the repository; `precision` fp16 prefers fp16 files where they exist."""
+    if not root.is_dir():
+        raise RepositoryError(f"no model repository at {root} (build one: python -m model_export build-repository)")
+    ensemble = _read_json(root / "ensemble.json")
+    names = ensemble.get("members")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise RepositoryError("ensemble.json must list its members")
+    primary = ensemble.get("primary", names[0])
+    if primary in names:  # the primary is served first: it answers single-model requests
+        names = [primary, *[n for n in names if n != primary]]
+    members = [_entry(root, n, precision) for n in names[:limit]]
+    return Repository(root, str(ensemble.get("name", "googlenet")), members, read_labels(root / "labels.tsv"))

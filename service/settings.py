@@ -1,0 +1,81 @@
+"""The one settings object: every knob, its environment variable (GOOGLENET_*), default and check.
+
+Only this module reads the environment. `python -m service --help` lists the same fields as flags.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GOOGLENET_", extra="forbid", frozen=True)
+
+    # Server
+    host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 in containers).")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+
+    # Model repository (design.md 3.1)
+    model_repository: Path = Field(Path("model_repository"), description="Folder of the model repository.")
+    models: int | None = Field(
+        None, ge=1, description="Load only the first N ensemble members (default: all)."
+    )
+
+    # Runtime
+    providers: Literal["auto", "cuda", "cpu"] = Field(
+        "auto", description="ONNX Runtime provider: auto picks CUDA when a GPU is usable, else CPU."
+    )
+    device_id: int = Field(0, ge=0, description="CUDA device id.")
+    precision: Literal["auto", "fp32", "fp16"] = Field(
+        "auto", description="Model file to serve: auto = fp16 on CUDA when the repository has it, else fp32."
+    )
+    instances: int | None = Field(
+        None, ge=1, le=64,
+        description="Batches in flight per model (default: CPU cores on CPU, 2 on CUDA).",
+    )
+    intra_op_threads: int | None = Field(
+        None, ge=1, description="ONNX Runtime threads per batch (default: 1 on CPU, so instances use the cores)."
+    )
+    cuda_graphs: bool = Field(
+        False, description="Capture a CUDA graph per batch-size bucket (CUDA only; inputs padded to the bucket)."
+    )
+
+    # Batching (design.md 2)
+    max_batch_size: int | None = Field(
+        None, ge=1, le=4096, description="Rows (crops) per batch (default: 4 on CPU, 128 on CUDA)."
+    )
+    max_queue_delay_ms: float = Field(
+        2.0, ge=0, le=10_000, description="Longest wait from the first queued row before a partial batch runs."
+    )
+    max_queue_rows: int = Field(
+        4096, ge=1, description="Rows a model's queue holds; beyond it requests get 503 + Retry-After."
+    )
+
+    # Limits
+    max_body_bytes: int = Field(20 * 2**20, ge=1, description="Largest request body, enforced while reading.")
+    max_image_pixels: int = Field(
+        50_000_000, ge=1, description="Largest decoded image (width x height), checked before decoding."
+    )
+    max_images_per_request: int = Field(16, ge=1, description="Images in one multipart request.")
+    request_timeout_ms: float = Field(
+        30_000, gt=0, description="Deadline of a request that sets none (deadline_ms caps at this value)."
+    )
+    preprocess_threads: int | None = Field(
+        None, ge=1, description="Threads that decode and crop images (default: CPU cores)."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.max_batch_size and self.max_batch_size > self.max_queue_rows:
+            raise ValueError("max_batch_size must not exceed max_queue_rows")
+        return self
+
+    @property
+    def cpu_count(self) -> int:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -1,0 +1,90 @@
+"""Shared fixtures: tiny model repositories, test images, and the real server on a loopback port."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+
+from service.app import create_app
+from service.settings import Settings
+from tests.tiny_models import write_repository
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+SAMPLES = SHARED_DATA / "imagenet-samples"
+
+
+def sample_jpegs() -> list[Path]:
+    """The real ImageNet JPEGs beside the project, or a clean skip where they are absent."""
+    files = sorted(SAMPLES.glob("*.JPEG")) if SAMPLES.is_dir() else []
+    if not files:
+        pytest.skip("../shared/data/imagenet-samples is not present")
+    return files
+
+
+def make_image(width: int = 320, height: int = 240, *, fmt: str = "JPEG", seed: int = 0, high: int = 200) -> bytes:
+    """A generated picture (smooth gradients plus noise) encoded as `fmt`; values stay below `high`."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 / width, y * 255 / height, (x + y) * 127 / (width + height)], axis=-1)
+    pixels = np.clip(base * high / 255 + rng.normal(0, 8, base.shape), 0, high - 1).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format=fmt)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_repository(tmp_path_factory.mktemp("repo") / "model_repository", members=3)
+
+
+class LiveServer:
+    """The real app under uvicorn in a background thread, on an ephemeral 127.0.0.1 port."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.app = create_app(settings)
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="on", timeout_graceful_shutdown=10)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:  # start-up loads and warms the models: bounded wait
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+        self.sock.close()
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30, **kwargs)
+
+
+def serve(repo: Path, **overrides: object) -> LiveServer:
+    settings = Settings(model_repository=repo, providers="cpu", **overrides)
+    return LiveServer(settings)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_repo: Path) -> Iterator[LiveServer]:
+    with serve(tiny_repo, max_batch_size=8, instances=2) as live:
+        yield live
