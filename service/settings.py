@@ -20,6 +20,15 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 in containers).")
     port: int = Field(8000, ge=0, le=65535, description="TCP port.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    # Graceful stop on SIGTERM (docs/deployment.md): readiness goes false, then after the delay the
+    # listener closes and accepted requests get up to the grace period to finish.
+    shutdown_delay_s: float = Field(
+        0.0, ge=0, le=300,
+        description="After SIGTERM, keep serving this long with /readyz failing, so load balancers drop the pod.",
+    )
+    shutdown_grace_s: float = Field(
+        30.0, gt=0, le=3600, description="After the listener closes, how long accepted requests may take to finish."
+    )
 
     # Model repository (design.md 3.1)
     model_repository: Path = Field(Path("model_repository"), description="Folder of the model repository.")
