@@ -26,7 +26,6 @@ def tiny_model(seed: int, *, poison: bool = False) -> onnx.ModelProto:
         numpy_helper.from_array(np.array(STD, np.float32) * 255, "std"),
         numpy_helper.from_array(rng.normal(0, 2.0, (48, 1000)).astype(np.float32), "w"),
         numpy_helper.from_array(rng.normal(0, 0.5, (1000,)).astype(np.float32), "b"),
-        numpy_helper.from_array(np.array([-1, 1000], np.int64), "shape"),
     ]
     nodes = [
         helper.make_node("Cast", ["image"], ["xf"], to=TensorProto.FLOAT),
@@ -40,6 +39,7 @@ def tiny_model(seed: int, *, poison: bool = False) -> onnx.ModelProto:
     ]
     if poison:
         inits.append(numpy_helper.from_array(np.array([255], np.int64), "k255"))
+        inits.append(numpy_helper.from_array(np.array([-1, 1000], np.int64), "shape"))
         nodes += [
             helper.make_node("Cast", ["image"], ["img64"], to=TensorProto.INT64),
             helper.make_node("ReduceMax", ["img64"], ["top"], keepdims=0),

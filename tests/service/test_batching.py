@@ -1,0 +1,229 @@
+"""The batcher's contract (service/batching.py docstring), with real threads and events, no sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+import pytest
+
+from service.batching import Batcher
+from service.errors import DeadlineExceeded, InferenceFailed, NotReady, Overloaded
+
+
+class Model:
+    """A run_batch that records every batch, can hold it until released, and fails on negative rows."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, hold: bool = False) -> None:
+        self.loop = loop
+        self.batches: list[np.ndarray] = []
+        self.release = threading.Event()
+        if not hold:
+            self.release.set()
+        self.started: asyncio.Queue[int] = asyncio.Queue()
+        self.started_at: list[float] = []
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        self.batches.append(rows.copy())
+        self.started_at.append(self.loop.time())
+        self.loop.call_soon_threadsafe(self.started.put_nowait, len(rows))
+        if not self.release.wait(10):
+            raise TimeoutError("test never released the batch")
+        if (rows < 0).any():
+            raise ValueError("poisoned row")
+        return rows * 10  # outputs depend on inputs, so scatter errors show
+
+    @property
+    def evaluated(self) -> set[int]:
+        return {int(v) for b in self.batches for v in b.ravel()}
+
+
+def rows(start: int, count: int) -> np.ndarray:
+    return np.arange(start, start + count).reshape(count, 1)
+
+
+def run(test: Callable[[asyncio.AbstractEventLoop], Awaitable[None]]) -> None:
+    async def main() -> None:
+        await asyncio.wait_for(test(asyncio.get_running_loop()), 30)
+
+    asyncio.run(main())
+
+
+def batcher(model: Model, **kw: object) -> Batcher:
+    options = {"name": "m", "max_batch_size": 8, "max_delay_s": 60.0, "max_queue_rows": 4096, "concurrency": 1}
+    options.update(kw)
+    b = Batcher(model, **options)
+    b.start()
+    return b
+
+
+def test_concurrent_requests_share_one_batch() -> None:
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        model = Model(loop)
+        b = batcher(model)
+        futures = [b.submit(rows(i * 100, 1)) for i in range(8)]  # 8 rows fill the batch: no wait
+        results = await asyncio.gather(*futures)
+        assert len(model.batches) == 1 and len(model.batches[0]) == 8
+        for i, r in enumerate(results):
+            assert r.outputs.tolist() == [[i * 1000]]
+        await b.stop()
+
+    run(body)
+
+
+def test_batches_never_exceed_max_batch_size_and_keep_row_order() -> None:
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        model = Model(loop)
+        b = batcher(model, max_delay_s=0.0)
+        big, small = b.submit(rows(0, 20)), b.submit(rows(1000, 3))
+        r_big, r_small = await asyncio.gather(big, small)
+        assert max(len(x) for x in model.batches) <= 8
+        assert sum(len(x) for x in model.batches) == 23
+        assert r_big.outputs.ravel().tolist() == list(range(0, 200, 10))
+        assert r_small.outputs.ravel().tolist() == [10000, 10010, 10020]
+        await b.stop()
+
+    run(body)
+
+
+def test_partial_batch_waits_for_the_window_from_the_first_row() -> None:
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        model = Model(loop)
+        b = batcher(model, max_delay_s=0.2)
+        first_at = loop.time()
+        f1 = b.submit(rows(0, 1))
+        f2 = b.submit(rows(1, 2))  # arrives inside the window: same batch
+        await asyncio.gather(f1, f2)
+        assert [len(x) for x in model.batches] == [3]
+        assert model.started_at[0] >= first_at + 0.2  # not released before the window closed
+        await b.stop()
+
+    run(body)
+
+
+def test_a_one_row_request_overtakes_a_1008_row_request() -> None:
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        model = Model(loop, hold=True)
+        b = batcher(model, max_delay_s=0.0)
+        big = b.submit(rows(0, 1008))
+        await model.started.get()  # the big request's first chunk is running
+        small = b.submit(rows(5000, 1))
+        model.release.set()
+        done, _ = await asyncio.wait({big, small}, return_when=asyncio.FIRST_COMPLETED)
+        assert done == {small}
+        assert 5000 in model.batches[1].ravel()  # the very next batch carried it
+        assert (await big).outputs.shape == (1008, 1)
+        await b.stop()
+
+    run(body)
+
+
+def test_a_failing_batch_fails_only_its_requests() -> None:
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        model = Model(loop)
+        b = batcher(model, max_batch_size=2, max_delay_s=0.0)
+        bad, good = b.submit(np.array([[-1], [-2]])), b.submit(rows(7, 2))
+        with pytest.raises(InferenceFailed):
+            await bad
+        assert (await good).outputs.ravel().tolist() == [70, 80]
+        assert (await b.submit(rows(9, 1))).outputs.tolist() == [[90]]  # and it keeps serving
+        await b.stop()
+
+    run(body)
+
+
+def test_wrong_output_length_fails_the_batch() -> None:
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        b = Batcher(lambda r: r[:-1], name="m", max_batch_size=4, max_delay_s=0, max_queue_rows=10)
+        b.start()
+        with pytest.raises(InferenceFailed):
+            await b.submit(rows(0, 2))
+        await b.stop()
+
+    run(body)
+
+
+def test_a_full_queue_rejects_at_once_and_queues_nothing() -> None:
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        model = Model(loop, hold=True)
+        b = batcher(model, max_batch_size=2, max_delay_s=0.0, max_queue_rows=10)
+        running = b.submit(rows(0, 2))
+        await model.started.get()
+        queued = b.submit(rows(100, 10))
+        assert b.queued_rows == 10
+        with pytest.raises(Overloaded) as err:
+            b.submit(rows(200, 1))
+        assert err.value.headers["Retry-After"]
+        assert b.queued_rows == 10
+        model.release.set()
+        await asyncio.gather(running, queued)
+        assert 200 not in model.evaluated
+        await b.stop()
+
+    run(body)
+
+
+def test_expired_and_cancelled_requests_are_never_evaluated() -> None:
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        model = Model(loop, hold=True)
+        b = batcher(model, max_batch_size=2, max_delay_s=0.0)
+        running = b.submit(rows(0, 2))
+        await model.started.get()
+        expired = b.submit(rows(100, 2), deadline=loop.time() - 1)
+        gone = b.submit(rows(200, 2))
+        gone.cancel()  # the client left
+        alive = b.submit(rows(300, 2))
+        model.release.set()
+        await asyncio.gather(running, alive)
+        with pytest.raises(DeadlineExceeded):
+            await expired
+        assert model.evaluated.isdisjoint({100, 101, 200, 201})
+        assert b.queued_rows == 0
+        await b.stop()
+
+    run(body)
+
+
+def test_drain_answers_every_admitted_request_then_refuses() -> None:
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        model = Model(loop, hold=True)
+        b = batcher(model, max_batch_size=4, max_delay_s=60.0)
+        futures = [b.submit(rows(i * 10, 3)) for i in range(5)]
+        await model.started.get()
+        draining = asyncio.ensure_future(b.drain())
+        await asyncio.sleep(0)  # one loop turn: drain() has begun (no timing involved)
+        with pytest.raises(NotReady):
+            b.submit(rows(999, 1))
+        model.release.set()
+        await draining
+        assert all(f.done() and not f.exception() for f in futures)
+        await b.stop()
+
+    run(body)
+
+
+def test_stop_resolves_every_future() -> None:
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        model = Model(loop, hold=True)
+        b = batcher(model, max_batch_size=2, max_delay_s=0.0)
+        running = b.submit(rows(0, 2))
+        await model.started.get()
+        queued = b.submit(rows(10, 2))
+        await b.stop()
+        model.release.set()
+        for f in (running, queued):
+            with pytest.raises(NotReady):
+                await f
+
+    run(body)
+
+
+@pytest.mark.parametrize(
+    "kw", [{"max_batch_size": 0}, {"max_queue_rows": 0}, {"concurrency": 0}, {"max_delay_s": -1.0}]
+)
+def test_invalid_settings_are_refused(kw: dict[str, float]) -> None:
+    options = {"name": "m", "max_batch_size": 1, "max_delay_s": 0.0, "max_queue_rows": 1, "concurrency": 1, **kw}
+    with pytest.raises(ValueError):
+        Batcher(lambda r: r, **options)
