@@ -10,6 +10,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from service.app import create_app
+from service.lifecycle import GracefulServer
 from service.settings import Settings
 
 
@@ -33,8 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                            access_log=False, timeout_graceful_shutdown=30)
-    server = uvicorn.Server(config)
+                            access_log=False, timeout_graceful_shutdown=settings.shutdown_grace_s)
+    # SIGTERM: readiness false, listener open for shutdown_delay_s, then drain (service/lifecycle.py).
+    server = GracefulServer(config, delay_s=settings.shutdown_delay_s,
+                            on_draining=lambda: setattr(app.state, "ready", False))
     server.run()
     return 0 if server.started else 1
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 
-from service import metrics
+from service import gpu, metrics
 from service.api import errors, health, middleware, v1
 from service.batching import Batcher
 from service.classifier import Classifier
@@ -63,6 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loaded = await asyncio.to_thread(load, settings)
+        await asyncio.to_thread(gpu.install)  # GPU gauges only where NVML sees a device
         scheduler = Scheduler([
             Batcher(
                 model.run, name=entry.name, max_batch_size=loaded.max_batch_size,
