@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 
 from service import gpu, metrics
-from service.api import errors, health, middleware, v1
+from service.api import errors, health, middleware, v1, v2, web
 from service.batching import Batcher
 from service.classifier import Classifier
 from service.repository import Repository, load_repository
@@ -101,5 +101,7 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(v1.router)
+    app.include_router(v2.router)
+    app.include_router(web.router)
     app.add_middleware(middleware.RequestContext)
     return app
