@@ -1,0 +1,125 @@
+"""SIGTERM under load, on the real `python -m service` process: readiness false first, every accepted
+request answered 200, exit 0 within the grace period (service/lifecycle.py)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import ROOT, make_image
+
+DELAY_S, GRACE_S = 3.0, 30.0
+LOAD = 6  # concurrent 144-crop x 3-model requests: 432 batches of 2 rows each, one at a time
+
+
+@dataclass
+class Process:
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def service(tiny_repo: Path, tmp_path: Path) -> Iterator[Process]:
+    port = free_port()
+    log = tmp_path / "service.log"
+    args = [sys.executable, "-m", "service", "--model-repository", str(tiny_repo), "--port", str(port),
+            "--providers", "cpu", "--max-batch-size", "2", "--instances", "1", "--log-level", "info",
+            "--shutdown-delay-s", str(DELAY_S), "--shutdown-grace-s", str(GRACE_S)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # start-up loads and warms the models: bounded wait for readiness
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the service did not become ready"
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        yield Process(proc, url, log)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def classify_count(url: str) -> tuple[float, float]:
+    """(classify requests answered, requests in flight minus this scrape) from the service's own metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    answered = inflight = 0.0
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "googlenet_requests_total" and s.labels["route"] == "/v1/classify":
+                answered += s.value
+            elif s.name == "googlenet_inflight_requests":
+                inflight = s.value - 1
+    return answered, inflight
+
+
+def test_sigterm_under_load_answers_every_accepted_request_then_exits_zero(service: Process) -> None:
+    image = make_image()
+    with httpx.Client(base_url=service.url, timeout=60, limits=httpx.Limits(max_connections=LOAD + 4)) as client, \
+            concurrent.futures.ThreadPoolExecutor(LOAD + 1) as pool:
+        def classify() -> httpx.Response:
+            return client.post("/v1/classify", params={"crops": 144, "models": 3}, content=image,
+                               headers={"content-type": "image/jpeg"})
+
+        futures = [pool.submit(classify) for _ in range(LOAD)]
+        deadline = time.monotonic() + 30
+        while True:  # every request accepted, and some still being served: now the signal counts
+            answered, inflight = classify_count(service.url)
+            assert inflight > 0 or answered < LOAD, "the load finished before the signal: make it heavier"
+            if answered + inflight >= LOAD:
+                break
+            assert time.monotonic() < deadline, "the requests were not all accepted"
+        signalled = time.monotonic()
+        service.proc.send_signal(signal.SIGTERM)
+
+        # readiness goes false first, while the listener still serves (shutdown_delay_s)
+        ready = httpx.get(f"{service.url}/readyz", timeout=5)
+        assert ready.status_code == 503 and ready.json()["code"] == "not_ready"
+        late = pool.submit(classify)  # sent during the delay: accepted, so it must be answered too
+        while sum(classify_count(service.url)) < LOAD + 1:
+            assert time.monotonic() - signalled < DELAY_S, "the late request was not accepted during the delay"
+
+        responses = [f.result(timeout=GRACE_S + DELAY_S) for f in [*futures, late]]
+    assert [r.status_code for r in responses] == [200] * (LOAD + 1)
+    assert all(r.json()["evaluations"] == 432 for r in responses)
+
+    code = service.proc.wait(timeout=DELAY_S + GRACE_S)
+    elapsed = time.monotonic() - signalled
+    log = service.log.read_text()
+    assert code == 0, log
+    assert elapsed <= DELAY_S + GRACE_S
+    assert "not ready; closing the listener" in log and "Traceback" not in log
+    with pytest.raises(httpx.ConnectError):  # and it is gone: nothing listens any more
+        httpx.get(f"{service.url}/healthz", timeout=2)
+
+
+def test_second_signal_forces_exit(service: Process) -> None:
+    service.proc.send_signal(signal.SIGTERM)
+    assert httpx.get(f"{service.url}/readyz", timeout=5).status_code == 503
+    service.proc.send_signal(signal.SIGTERM)  # impatient operator: do not wait out the delay
+    assert service.proc.wait(timeout=DELAY_S + GRACE_S) == 0
+    assert "second SIGTERM: forcing exit" in service.log.read_text()
