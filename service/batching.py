@@ -184,11 +184,11 @@ class Batcher:
         loop = asyncio.get_running_loop()
         try:
             parts = [s.job.rows[s.start : s.stop] for s in batch]
-            rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            rows = sum(len(p) for p in parts)
             started = time.perf_counter()
-            out = await loop.run_in_executor(self._executor, self._run_batch, rows)
-            if len(out) != len(rows):
-                raise RuntimeError(f"run_batch returned {len(out)} outputs for {len(rows)} rows")
+            out = await loop.run_in_executor(self._executor, self._call, parts)
+            if len(out) != rows:
+                raise RuntimeError(f"run_batch returned {len(out)} outputs for {rows} rows")
         except asyncio.CancelledError:  # stopped: no caller may hang
             for s in batch:
                 self._fail(s.job, NotReady(f"model {self.name} stopped before the request ran"))
@@ -204,14 +204,18 @@ class Batcher:
             self._changed.set()
         metrics.INFERENCE_DURATION.labels(self.name).observe(time.perf_counter() - started)
         metrics.BATCHES.labels(self.name, "ok").inc()
-        metrics.BATCH_ROWS.labels(self.name).observe(len(rows))
-        metrics.BATCH_FILL.labels(self.name).observe(len(rows) / self.max_batch_size)
-        metrics.EVALUATED_ROWS.labels(self.name).inc(len(rows))
+        metrics.BATCH_ROWS.labels(self.name).observe(rows)
+        metrics.BATCH_FILL.labels(self.name).observe(rows / self.max_batch_size)
+        metrics.EVALUATED_ROWS.labels(self.name).inc(rows)
         offset, now = 0, loop.time()
         for s in batch:
             n = s.stop - s.start
             self._deliver(s, out[offset : offset + n], now)
             offset += n
+
+    def _call(self, parts: list[np.ndarray]) -> np.ndarray:
+        # In the batch thread: copying a large batch together would stall the event loop.
+        return self._run_batch(parts[0] if len(parts) == 1 else np.concatenate(parts))
 
     def _deliver(self, s: _Slice, out: np.ndarray, now: float) -> None:
         job = s.job
