@@ -67,6 +67,8 @@ class Batcher:
       `max_batch_size` rows wait, or when the oldest waiting row has waited `max_delay_s`.
     - Rows are taken least-served request first, so a request larger than a batch is split into
       chunks interleaved with the others: a 1-row request never waits behind a 1008-row one.
+      Below capacity a large request gets whatever the small ones leave; in overload the small
+      ones win and the queue bound and deadlines shed the rest (503/504), never a silent wait.
     - Admission is all or nothing: a request whose rows do not fit in `max_queue_rows` gets
       `Overloaded` at once and nothing of it is queued.
     Every future is resolved on every path: with the outputs; `InferenceFailed` if its batch

@@ -19,9 +19,7 @@ class Model:
     def __init__(self, loop: asyncio.AbstractEventLoop, *, hold: bool = False) -> None:
         self.loop = loop
         self.batches: list[np.ndarray] = []
-        self.release = threading.Event()
-        if not hold:
-            self.release.set()
+        self.permits = threading.Semaphore(0 if hold else 10**6)  # one permit lets one batch finish
         self.started: asyncio.Queue[int] = asyncio.Queue()
         self.started_at: list[float] = []
 
@@ -29,11 +27,17 @@ class Model:
         self.batches.append(rows.copy())
         self.started_at.append(self.loop.time())
         self.loop.call_soon_threadsafe(self.started.put_nowait, len(rows))
-        if not self.release.wait(10):
+        if not self.permits.acquire(timeout=10):
             raise TimeoutError("test never released the batch")
         if (rows < 0).any():
             raise ValueError("poisoned row")
         return rows * 10  # outputs depend on inputs, so scatter errors show
+
+    def allow(self, batches: int = 1) -> None:
+        self.permits.release(batches)
+
+    def open(self) -> None:
+        self.permits.release(10**6)
 
     @property
     def evaluated(self) -> set[int]:
@@ -110,7 +114,7 @@ def test_a_one_row_request_overtakes_a_1008_row_request() -> None:
         big = b.submit(rows(0, 1008))
         await model.started.get()  # the big request's first chunk is running
         small = b.submit(rows(5000, 1))
-        model.release.set()
+        model.open()
         done, _ = await asyncio.wait({big, small}, return_when=asyncio.FIRST_COMPLETED)
         assert done == {small}
         assert 5000 in model.batches[1].ravel()  # the very next batch carried it
@@ -157,7 +161,7 @@ def test_a_full_queue_rejects_at_once_and_queues_nothing() -> None:
             b.submit(rows(200, 1))
         assert err.value.headers["Retry-After"]
         assert b.queued_rows == 10
-        model.release.set()
+        model.open()
         await asyncio.gather(running, queued)
         assert 200 not in model.evaluated
         await b.stop()
@@ -175,7 +179,7 @@ def test_expired_and_cancelled_requests_are_never_evaluated() -> None:
         gone = b.submit(rows(200, 2))
         gone.cancel()  # the client left
         alive = b.submit(rows(300, 2))
-        model.release.set()
+        model.open()
         await asyncio.gather(running, alive)
         with pytest.raises(DeadlineExceeded):
             await expired
@@ -196,7 +200,7 @@ def test_drain_answers_every_admitted_request_then_refuses() -> None:
         await asyncio.sleep(0)  # one loop turn: drain() has begun (no timing involved)
         with pytest.raises(NotReady):
             b.submit(rows(999, 1))
-        model.release.set()
+        model.open()
         await draining
         assert all(f.done() and not f.exception() for f in futures)
         await b.stop()
@@ -212,7 +216,7 @@ def test_stop_resolves_every_future() -> None:
         await model.started.get()
         queued = b.submit(rows(10, 2))
         await b.stop()
-        model.release.set()
+        model.open()
         for f in (running, queued):
             with pytest.raises(NotReady):
                 await f
@@ -227,3 +231,22 @@ def test_invalid_settings_are_refused(kw: dict[str, float]) -> None:
     options = {"name": "m", "max_batch_size": 1, "max_delay_s": 0.0, "max_queue_rows": 1, "concurrency": 1, **kw}
     with pytest.raises(ValueError):
         Batcher(lambda r: r, **options)
+
+
+def test_small_requests_below_capacity_leave_room_for_a_large_one() -> None:
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        model = Model(loop, hold=True)
+        b = batcher(model, max_batch_size=4, max_delay_s=0.0)
+        big, small = b.submit(rows(0, 40)), []
+        for i in range(40):  # two fresh 1-row requests arrive during each 4-row batch: half the capacity
+            await model.started.get()
+            small += [b.submit(rows(1000 + 10 * i + j, 1)) for j in range(2)]
+            model.allow(1)
+            if big.done():
+                break
+        assert big.done() and (await big).outputs.shape == (40, 1)
+        model.open()
+        await asyncio.gather(*small)
+        await b.stop()
+
+    run(body)
