@@ -39,7 +39,7 @@ def load(settings: Settings) -> Loaded:
     precision = settings.precision if settings.precision != "auto" else ("fp32" if cpu else "fp16")
     repository = load_repository(settings.model_repository, precision=precision, limit=settings.models)
     # On CPU batching buys nothing: keep one small batch in flight per core (design.md 5).
-    max_batch_size = settings.max_batch_size or (4 if cpu else 128)
+    max_batch_size = settings.max_batch_size or (2 if cpu else 128)
     instances = settings.instances or (settings.cpu_count if cpu else 2)
     models = []
     for entry in repository.members:
