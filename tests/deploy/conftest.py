@@ -1,0 +1,82 @@
+"""Tools the deploy checks run, got the way a fresh CI machine can: Debian packages, installed or unpacked
+once and reused (idempotent); a test skips with the reason only where a tool truly cannot be had."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+CACHE = Path.home() / ".cache" / "googlenet-serving"
+
+
+def _apt(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["apt-get", "-q", *args], capture_output=True, text=True, timeout=300)
+
+
+def _apt_retry(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run apt-get; on failure refresh the package lists once (a fresh machine may have none) and retry."""
+    done = _apt(*args)
+    if done.returncode != 0:
+        _apt("update")
+        done = _apt(*args)
+    return done
+
+
+@pytest.fixture(scope="session")
+def docker_compose() -> str:
+    """docker-compose v1 from Debian: pip's docker-compose 1.29.2 cannot build on Python 3.11 (it pins
+    PyYAML < 6, whose sdist fails with Cython 3), Debian's package is patched for 3.11 (docs/deployment.md)."""
+    if not shutil.which("docker-compose") and shutil.which("apt-get"):
+        done = _apt_retry("install", "-y", "--no-install-recommends", "docker-compose")
+        if done.returncode != 0:
+            pytest.skip(f"apt-get install docker-compose failed: {done.stderr[-300:]}")
+    path = shutil.which("docker-compose")
+    if not path:
+        pytest.skip("docker-compose is not installable here (no apt-get)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def prometheus_bin() -> Path:
+    """The folder holding Debian's `prometheus` and `promtool`, unpacked (not installed: no daemon starts)."""
+    bindir = CACHE / "prometheus" / "usr" / "bin"
+    if (bindir / "prometheus").exists() and (bindir / "promtool").exists():
+        return bindir
+    if not shutil.which("apt-get"):
+        pytest.skip("no apt-get to fetch Debian's prometheus package")
+    download = CACHE / "deb"
+    download.mkdir(parents=True, exist_ok=True)
+    for old in download.glob("prometheus_*.deb"):
+        old.unlink()
+    done = subprocess.run(["apt-get", "-q", "download", "prometheus"], cwd=download, capture_output=True,
+                          text=True, timeout=300)
+    if done.returncode != 0:
+        subprocess.run(["apt-get", "-q", "update"], capture_output=True, timeout=300)
+        done = subprocess.run(["apt-get", "-q", "download", "prometheus"], cwd=download, capture_output=True,
+                              text=True, timeout=300)
+    debs = sorted(download.glob("prometheus_*.deb"))
+    if done.returncode != 0 or not debs:
+        pytest.skip(f"apt-get download prometheus failed: {done.stderr[-300:]}")
+    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(CACHE / "prometheus")], check=True, timeout=120)
+    return bindir
+
+
+@pytest.fixture(scope="session")
+def kubectl() -> str:
+    """kubectl with its built-in kustomize (pip has no kustomize binary)."""
+    if not shutil.which("kubectl") and shutil.which("apt-get"):
+        _apt_retry("install", "-y", "--no-install-recommends", "kubectl")
+    path = shutil.which("kubectl")
+    if not path:
+        pytest.skip("kubectl (for `kubectl kustomize`) is not installable from this machine's package sources")
+    return path
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return ROOT
