@@ -1,0 +1,152 @@
+"""ONNX graphs of the deployed model: tracing, re-binding weights into a traced graph, fp16 conversion.
+
+The graph takes uint8 NHWC RGB and returns softmax probabilities (design.md 3.2); normalisation,
+the NHWC->NCHW transpose and the softmax are inside it, so the service feeds raw crops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+from onnxruntime.transformers import float16
+from torch import Tensor, nn
+
+from model_export.data import normalize
+from model_export.model import GoogLeNet
+
+OPSET = 18  # torch's dynamo exporter starts at 18 (googlenet-spec.md 7.10)
+INPUT, OUTPUT = "image", "probabilities"
+
+
+class Deployed(nn.Module):
+    """uint8 N x 224 x 224 x 3 RGB -> float32 N x classes probabilities: what the service runs."""
+
+    def __init__(self, model: GoogLeNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: Tensor) -> Tensor:
+        x = normalize(image.permute(0, 3, 1, 2))  # N x 3 x 224 x 224, (x / 255 - mean) / std
+        return torch.softmax(self.model(x), dim=1)  # N x 1000
+
+
+def trace(model: GoogLeNet) -> onnx.ModelProto:
+    """torch.onnx (dynamo) export of the eval-mode model, aux heads off, dynamic batch."""
+    deployed = Deployed(model).eval()
+    example = torch.zeros(2, 224, 224, 3, dtype=torch.uint8)
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress steps
+        program = torch.onnx.export(
+            deployed, (example,), input_names=[INPUT], output_names=[OUTPUT], opset_version=OPSET,
+            dynamo=True, dynamic_shapes={"image": {0: torch.export.Dim("batch")}}, verbose=False,
+        )
+    return program.model_proto
+
+
+class Exporter:
+    """Exports models, tracing each paper-variant architecture once.
+
+    Tracing costs seconds per model, so the paper variant's graph is traced with placeholder weights
+    and each model's own weights are then written into its initializers (`bind`); the parity check
+    that follows every export runs the bound graph against that model in torch. The torchvision
+    variant is traced per model: its exporter folds BatchNorm into the convs, so the initializers are
+    no longer the model's parameters.
+    """
+
+    def __init__(self) -> None:
+        self._templates: dict[object, onnx.ModelProto] = {}
+
+    def __call__(self, model: GoogLeNet) -> onnx.ModelProto:
+        model = model.eval()
+        if model.config.variant != "paper":
+            return trace(model)
+        key = model.config
+        if key not in self._templates:
+            self._templates[key] = trace(_placeholder(model))
+        return bind(self._templates[key], model.state_dict())
+
+
+def _placeholder(model: GoogLeNet) -> GoogLeNet:
+    # Distinct values everywhere: the exporter's optimizer merges equal constants, and the Caffe init
+    # gives every bias the same 0.2, which would leave some parameters without their own initializer.
+    twin = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator))
+    return twin
+
+
+def bind(template: onnx.ModelProto, state: dict[str, Tensor]) -> onnx.ModelProto:
+    """A copy of `template` whose initializer `model.<key>` holds `state[key]`, for every parameter."""
+    proto = onnx.ModelProto()
+    proto.CopyFrom(template)
+    wanted = {k for k in state if not k.startswith("aux")}
+    for init in proto.graph.initializer:
+        key = init.name.removeprefix("model.")
+        if key not in wanted:
+            continue
+        value = state[key].detach().cpu().numpy()
+        if tuple(init.dims) != value.shape:
+            raise ValueError(f"initializer {init.name} has shape {tuple(init.dims)}, the model's is {value.shape}")
+        init.CopyFrom(numpy_helper.from_array(value.astype(np.float32), init.name))
+        wanted.discard(key)
+    if wanted:
+        raise ValueError(f"the traced graph has no initializer for {sorted(wanted)[:5]}: cannot re-bind")
+    return proto
+
+
+def to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """float16 weights and activations; the uint8 input and float32 output keep their types (design.md 3.2).
+
+    LRN stays float32: it squares activations, and x^2 overflows float16 once |x| > 256. The softmax
+    stays float32 so the probabilities sum to 1 at float32 precision.
+    """
+    lrn = [n.name for n in proto.graph.node if ".lrn" in _scope(n)]
+    half = float16.convert_float_to_float16(
+        copy.deepcopy(proto), keep_io_types=True, op_block_list=["Softmax"], node_block_list=lrn
+    )
+    _sort_nodes(half.graph)
+    return half
+
+
+def _scope(node: onnx.NodeProto) -> str:
+    return next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), "")
+
+
+def _sort_nodes(graph: onnx.GraphProto) -> None:
+    # The converter appends the Casts it adds around float32 islands, and adds the same Cast once per
+    # consumer: drop the repeats and restore the topological order ONNX requires.
+    known = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        waiting = []
+        for node in pending:
+            if all(o in known for o in node.output):
+                continue  # a repeat of a node already placed
+            if all(i in known for i in node.input):
+                ordered.append(node)
+                known.update(node.output)
+            else:
+                waiting.append(node)
+        if len(waiting) == len(pending):
+            raise ValueError(f"graph has a cycle or a missing input near {waiting[0].name}")
+        pending = waiting
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def serialize(proto: onnx.ModelProto) -> bytes:
+    """Checked model bytes, without the exporter's per-node metadata (source stack traces, local paths)."""
+    clean = onnx.ModelProto()
+    clean.CopyFrom(proto)
+    for node in clean.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    onnx.checker.check_model(clean)
+    return clean.SerializeToString()
