@@ -1,0 +1,194 @@
+"""`python -m loadtest bench`: the benchmark suite in one run (issues 3 and 7): (a) the model alone,
+(b) preprocessing alone, (c) the service in every mode, (d) a naive baseline under the same load;
+ratios to the machine's limit and to the baseline, written to docs/benchmarks.md with plots."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loadtest import benchdoc, machine, profiling
+from loadtest.ceiling import limit_for, model_ceiling_cpu, preprocess_cost
+from loadtest.images import load_corpus
+from loadtest.mix import Mode
+from loadtest.phases import Phases
+from loadtest.servers import ServerProcess
+from service.repository import load_repository
+
+DOCS = machine.REPO_ROOT / "docs"
+RUNS = machine.REPO_ROOT / "runs"  # git-ignored: server logs and profiles of the last run
+# Heavy modes: closed loop of `concurrency` clients for a fixed count of requests, timed from the
+# first send to the last answer (a 144x7 request is ~1,000 evaluations: a time window would hold
+# only a few answers, and would cut one in half).
+HEAVY_PLAN = {"10x1": (8, 48), "1x7": (8, 96), "10x7": (4, 16), "144x1": (4, 8), "144x7": (2, 2)}
+
+
+@dataclass
+class BenchConfig:
+    model_repository: Path
+    images: Path | None = None
+    output: Path = DOCS / "benchmarks.md"
+    plots: Path = DOCS / "benchmarks"
+    concurrencies: tuple[int, ...] = (1, 8, 32, 64)
+    modes: tuple[str, ...] = tuple(HEAVY_PLAN)
+    phase_s: float = 15.0
+    warmup_s: float = 3.0
+    scale: float = 1.0  # multiplies request counts of the heavy modes (tests use less)
+    ceiling_s: float = 4.0
+    profile_s: float = 10.0
+    baseline: bool = True
+    wait_quiet_s: float = 0.0
+    service_args: list[str] = field(default_factory=list)
+    command: str = "python -m loadtest bench"
+    progress: bool = True
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> BenchConfig:
+        quick = args.quick
+        return cls(
+            model_repository=args.model_repository, images=args.images, output=args.output, plots=args.plots,
+            concurrencies=tuple(args.concurrency), modes=tuple(args.modes),
+            phase_s=2.0 if quick else args.phase_s, warmup_s=0.5 if quick else args.warmup_s,
+            scale=0.25 if quick else 1.0, ceiling_s=0.5 if quick else 4.0,
+            profile_s=0.0 if args.no_profile else (2.0 if quick else 10.0), baseline=not args.no_baseline,
+            wait_quiet_s=args.wait_quiet,
+            service_args=shlex.split(args.service_args), command=" ".join(["python -m loadtest", *sys.argv[1:]]),
+        )
+
+
+def add_bench_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-repository", type=Path, default=Path("model_repository"),
+                        help="the GoogLeNet repository (python -m model_export build-repository)")
+    parser.add_argument("--images", type=Path, help="JPEG folder (default ../shared/data/imagenet-samples)")
+    parser.add_argument("--output", type=Path, default=DOCS / "benchmarks.md", help="the report (markdown)")
+    parser.add_argument("--plots", type=Path, default=DOCS / "benchmarks", help="folder for the PNG plots")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64], help="1-crop client counts")
+    parser.add_argument("--modes", nargs="*", default=list(HEAVY_PLAN), type=lambda m: Mode.parse(m).name,
+                        help=f"other modes, CROPSxMODELS (default {' '.join(HEAVY_PLAN)})")
+    parser.add_argument("--phase-s", type=float, default=15.0, help="seconds measured per 1-crop phase")
+    parser.add_argument("--warmup-s", type=float, default=3.0, help="seconds before each phase, not measured")
+    parser.add_argument("--service-args", default="", help="extra flags for python -m service, quoted")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the naive baseline (d)")
+    parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of the service")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
+                        help="wait up to S seconds for other work on the machine to stop first")
+    parser.add_argument("--quick", action="store_true", help="seconds-long phases: checks the pipeline, not speed")
+
+
+def _one_crop_suite(phases: Phases, config: BenchConfig, capacity: float | None) -> dict[str, Any]:
+    """Closed loop at each concurrency, then open loop at 70% of capacity and at 1.5x capacity."""
+    out: dict[str, Any] = {"closed": {}}
+    for c in config.concurrencies:
+        out["closed"][c] = phases.run(f"1x1 concurrency {c}", "1x1", concurrency=c)
+    measured = max(r["throughput_rps"] for r in out["closed"].values())
+    capacity = capacity or measured
+    out["capacity_rps"] = measured
+    out["at_70"] = phases.run("1x1 open 70% capacity", "1x1", rate=0.7 * capacity,
+                              duration_s=2 * config.phase_s)
+    out["overload"] = phases.run("1x1 open 150% capacity", "1x1", rate=1.5 * capacity,
+                                 timeout_s=60.0, max_outstanding=4096)
+    return out
+
+
+def _heavy_modes(phases: Phases, config: BenchConfig) -> dict[str, Any]:
+    out = {}
+    for name in config.modes:
+        # ~600 evaluations per mode outside the plan: seconds at GoogLeNet's CPU speed.
+        concurrency, count = HEAVY_PLAN.get(name, (4, max(4, 600 // Mode.parse(name).evaluations)))
+        count = max(concurrency, round(count * config.scale))
+        out[name] = phases.run(f"{name} x{count} requests", name, concurrency=concurrency, requests=count,
+                               duration_s=None, warmup_s=0.0, timeout_s=600.0)
+    return out
+
+
+def _profile(phases: Phases, config: BenchConfig, concurrency: int) -> dict[str, Any] | None:
+    """A separate profiled run (py-spy costs CPU too: its numbers stay out of the tables)."""
+    if config.profile_s <= 0 or profiling.py_spy() is None:
+        return None
+
+    folded = RUNS / "bench-profile.folded"
+    rate, box = 100, {}
+    sampler = threading.Thread(target=lambda: box.update(
+        path=profiling.record(phases.server.pid, config.profile_s, folded, rate=rate)))
+    sampler.start()
+    phases.run(f"1x1 c{concurrency} (profiled)", "1x1", concurrency=concurrency,
+               duration_s=config.profile_s, warmup_s=0.0)
+    sampler.join(config.profile_s + 90)
+    path = box.get("path")
+    if not path:
+        return None
+    return {"concurrency": concurrency, "seconds": config.profile_s,
+            **profiling.summarize(path, rate=rate, duration_s=config.profile_s)}
+
+
+def _wait_quiet(limit_s: float, say: Callable[[str], None], threshold_cores: float = 0.2) -> float:
+    """Wait (at most `limit_s`) until other work on the machine uses under `threshold_cores`."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        busy = machine.busy_cores(2.0)
+        if busy < threshold_cores or time.monotonic() >= deadline:
+            return busy
+        say(f"the machine is busy with other work ({busy:.2f} cores); waiting for it to settle")
+
+
+def run_bench(config: BenchConfig) -> int:
+    started = time.monotonic()
+    repo = load_repository(config.model_repository)
+    members = len(repo.members)
+    modes = [m for m in config.modes if Mode.parse(m).models <= members]
+    config = dataclasses.replace(config, modes=tuple(modes))
+    corpus = load_corpus(config.images)
+    config.plots.mkdir(parents=True, exist_ok=True)
+    RUNS.mkdir(exist_ok=True)
+    log = RUNS / "bench-server.log"
+    say = (lambda text: print(text, file=sys.stderr, flush=True)) if config.progress else (lambda text: None)
+    report: dict[str, Any] = {"machine": machine.describe(), "command": config.command,
+                              "images": {"source": corpus.source, "count": len(corpus.images)},
+                              "repository": {"name": repo.name, "members": members,
+                                             "trained": all(m.trained for m in repo.members)}}
+    report["machine"]["other_cores_at_start"] = _wait_quiet(config.wait_quiet_s, say)
+    cores = machine.cores()
+
+    say("(a) the model alone in ONNX Runtime")
+    points = model_ceiling_cpu(repo.members[0].path, cores=cores, duration_s=config.ceiling_s)
+    best = max(points, key=lambda p: p.images_per_s)
+    report["model"] = {"points": [p.as_dict() for p in points], "best": best.as_dict()}
+
+    say("(b) preprocessing alone")
+    crops_needed = sorted({1, *(Mode.parse(m).crops for m in modes)})
+    pre = {c: preprocess_cost(corpus.images, c, max_images={1: 100, 10: 50, 144: 10}[c]) for c in crops_needed}
+    report["preprocess_ms"] = {c: s * 1000 for c, s in pre.items()}
+    limits = {m: limit_for(m, Mode.parse(m).evaluations, best_images_per_s=best.images_per_s, cores=cores,
+                           preprocess_s=pre[Mode.parse(m).crops]) for m in ["1x1", *modes]}
+    report["limits"] = {m: dataclasses.asdict(v) for m, v in limits.items()}
+
+    def phases(server: ServerProcess, label: str) -> Phases:
+        return Phases(server, corpus, phase_s=config.phase_s, warmup_s=config.warmup_s, progress=config.progress,
+                      label=label)
+
+    say("(c) the service")
+    service_cmd = ["--model-repository", str(config.model_repository), "--providers", "cpu",
+                   "--log-level", "warning", *config.service_args]
+    with ServerProcess("service", service_cmd, log=log) as server:
+        report["service"] = _one_crop_suite(phases(server, "service"), config, None)
+        report["service"]["modes"] = _heavy_modes(phases(server, "service"), config)
+        profiled = 32 if 32 in config.concurrencies else config.concurrencies[-1]
+        report["profile"] = _profile(phases(server, "service"), config, profiled)
+    if config.baseline:
+        say("(d) the naive baseline")
+        baseline_cmd = ["--model-repository", str(config.model_repository), "--providers", "cpu"]
+        with ServerProcess("loadtest.baseline", baseline_cmd, log=log) as server:
+            # The same offered loads as the service's: its measured capacity sets both open-loop rates.
+            report["baseline"] = _one_crop_suite(phases(server, "baseline"), config, report["service"]["capacity_rps"])
+    report["duration_s"] = time.monotonic() - started
+    benchdoc.write(report, config.output, config.plots)
+    say(f"wrote {config.output} in {report['duration_s'] / 60:.1f} min")
+    return 0
