@@ -7,10 +7,17 @@ from collections.abc import AsyncIterator
 from fastapi import Request
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
-from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from service.errors import BadRequest, PayloadTooLarge, ServiceError, UnsupportedMediaType
 
 RAW_TYPES = ("image/", "application/octet-stream")
+
+
+class ClientGone(ServiceError):
+    """The client closed the connection: nobody reads the answer, so nothing more is done."""
+
+    status, code = 499, "client_gone"
 
 
 async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
@@ -18,11 +25,14 @@ async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise PayloadTooLarge(f"the body is larger than the limit of {limit} bytes")
     received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:  # stop reading: a slow or endless upload costs no more than the limit
-            raise PayloadTooLarge(f"the body is larger than the limit of {limit} bytes")
-        yield chunk
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:  # stop reading: a slow or endless upload costs no more than the limit
+                raise PayloadTooLarge(f"the body is larger than the limit of {limit} bytes")
+            yield chunk
+    except ClientDisconnect:  # gone mid-upload: not a server error (was a logged 500)
+        raise ClientGone("the client disconnected during the upload") from None
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -8,18 +8,14 @@ from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query, Request
 
-from service.api.body import read_images
+from service.api.body import ClientGone, read_images
 from service.api.schemas import ClassifyResponse, ErrorOut, ModelsResponse
 from service.crops import CROP_COUNTS
-from service.errors import BadRequest, DeadlineExceeded, ServiceError
+from service.errors import BadRequest, DeadlineExceeded
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 T = TypeVar("T")
 _ERRORS = {s: {"model": ErrorOut} for s in (400, 401, 413, 415, 422, 500, 503, 504)}
-
-
-class ClientGone(ServiceError):
-    status, code = 499, "client_gone"
 
 
 async def _until_disconnected(request: Request) -> None:
