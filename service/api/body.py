@@ -1,7 +1,8 @@
-"""Request bodies: the size limit enforced while reading, raw image or multipart `image` fields."""
+"""Request bodies: the size and time limits enforced while reading, raw image or multipart `image` fields."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from fastapi import Request
@@ -20,6 +21,12 @@ class ClientGone(ServiceError):
     status, code = 499, "client_gone"
 
 
+class BodyTimeout(ServiceError):
+    """The body did not arrive within the request's time (a slow or stalled upload)."""
+
+    status, code = 408, "body_timeout"
+
+
 async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
@@ -35,12 +42,32 @@ async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
         raise ClientGone("the client disconnected during the upload") from None
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    return b"".join([chunk async for chunk in _limited(request, limit)])
+async def read_body(request: Request, limit: int, timeout_s: float | None = None) -> bytes:
+    try:
+        async with asyncio.timeout(timeout_s):
+            return b"".join([chunk async for chunk in _limited(request, limit)])
+    except TimeoutError:
+        raise _too_slow(timeout_s) from None
 
 
-async def read_images(request: Request, *, limit: int, max_images: int) -> list[bytes]:
-    """The request's images: the raw body, or every multipart field named `image`."""
+def _too_slow(timeout_s: float | None) -> BodyTimeout:
+    # Without a bound a stalled upload holds its connection forever (uvicorn has no body timeout).
+    return BodyTimeout(f"the body did not arrive within the request's {timeout_s:g} s")
+
+
+async def read_images(
+    request: Request, *, limit: int, max_images: int, timeout_s: float | None = None
+) -> list[bytes]:
+    """The request's images: the raw body, or every multipart field named `image`, read within
+    `timeout_s` seconds."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read_images(request, limit=limit, max_images=max_images)
+    except TimeoutError:
+        raise _too_slow(timeout_s) from None
+
+
+async def _read_images(request: Request, *, limit: int, max_images: int) -> list[bytes]:
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("multipart/form-data"):
         parser = MultiPartParser(request.headers, _limited(request, limit), max_files=max_images, max_fields=16)

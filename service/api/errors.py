@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from service import metrics
+from service.api.body import BodyTimeout
 from service.errors import (
     BadRequest, DeadlineExceeded, ImageTooLarge, InvalidImage, Overloaded, PayloadTooLarge, ServiceError,
     Unauthorized, UnsupportedMediaType,
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 _REASONS = {
     BadRequest: "bad_input", InvalidImage: "bad_input", UnsupportedMediaType: "bad_input",
     PayloadTooLarge: "too_large", ImageTooLarge: "too_large", Overloaded: "queue_full",
-    DeadlineExceeded: "deadline", Unauthorized: "unauthorized",
+    DeadlineExceeded: "deadline", BodyTimeout: "deadline", Unauthorized: "unauthorized",
 }
 
 

@@ -15,7 +15,7 @@ from service.errors import BadRequest, DeadlineExceeded
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 T = TypeVar("T")
-_ERRORS = {s: {"model": ErrorOut} for s in (400, 401, 413, 415, 422, 500, 503, 504)}
+_ERRORS = {s: {"model": ErrorOut} for s in (400, 401, 408, 413, 415, 422, 500, 503, 504)}
 
 
 async def _until_disconnected(request: Request) -> None:
@@ -58,7 +58,10 @@ async def classify(
     request.state.mode = f"{crops}x{len(members)}"
     budget_s = min(deadline_ms or settings.request_timeout_ms, settings.request_timeout_ms) / 1000
     deadline = asyncio.get_running_loop().time() + budget_s
-    images = await read_images(request, limit=settings.max_body_bytes, max_images=settings.max_images_per_request)
+    images = await read_images(  # a stalled upload is cut at the server's bound, not the client's deadline
+        request, limit=settings.max_body_bytes, max_images=settings.max_images_per_request,
+        timeout_s=settings.request_timeout_ms / 1000,
+    )
     result = await run_for_client(
         request,
         state.classifier.classify(images, crops=crops, members=members, topk=topk, deadline=deadline),
