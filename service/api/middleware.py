@@ -9,7 +9,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import metrics
+from service import logs, metrics
 
 log = logging.getLogger("service.access")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -36,10 +36,12 @@ class RequestContext:
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
+        bound = logs.REQUEST_ID.set(request_id)  # every log line of this request carries its id
         metrics.INFLIGHT_REQUESTS.inc()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            logs.REQUEST_ID.reset(bound)
             metrics.INFLIGHT_REQUESTS.dec()
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")  # the template: bounded labels
