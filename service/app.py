@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 
-from service import gpu, metrics
-from service.api import errors, health, middleware, v1, v2, web
+from service import gpu, logs, metrics
+from service.api import errors, health, middleware, security, v1, v2, web
 from service.batching import Batcher
 from service.classifier import Classifier
 from service.repository import Repository, load_repository
@@ -62,6 +62,7 @@ def load(settings: Settings) -> Loaded:
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logs.configure(settings.log_level, fmt=settings.log_format)  # before the first line of start-up
         loaded = await asyncio.to_thread(load, settings)
         await asyncio.to_thread(gpu.install)  # GPU gauges only where NVML sees a device
         scheduler = Scheduler([
@@ -103,5 +104,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(v1.router)
     app.include_router(v2.router)
     app.include_router(web.router)
+    security.install(app, settings)  # inside the request context: 401s get ids and metrics
     app.add_middleware(middleware.RequestContext)
     return app

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -78,6 +78,24 @@ class Settings(BaseSettings):
     preprocess_threads: int | None = Field(
         None, ge=1, description="Threads that decode and crop images (default: CPU cores)."
     )
+
+    # Security and logs (docs/reliability.md)
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token the API requires (unset: no authentication); prefer the variable to the flag.",
+    )
+    auth_probes: bool = Field(
+        False, description="Also require the token on /healthz, /readyz, /metrics and /v2/health/*.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        [], description="Comma-separated origins whose browser pages may call the API (empty: CORS off).",
+    )
+    log_format: Literal["json", "text"] = Field("json", description="Log lines as JSON objects or plain text.")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        # The variable and the flag give one string: "https://a.example,https://b.example".
+        return [o.strip() for o in value.split(",") if o.strip()] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
