@@ -36,8 +36,9 @@ class NvmlCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         nvml = self.nvml
-        util = GaugeMetricFamily(UTILIZATION, "GPU busy fraction over NVML's last sample period (0-1).",
-                                 labels=_LABELS)
+        util = GaugeMetricFamily(
+            UTILIZATION, "GPU busy fraction over NVML's last sample period (0-1).", labels=_LABELS
+        )
         used = GaugeMetricFamily(MEMORY_USED, "GPU memory in use, all processes.", labels=_LABELS)
         total = GaugeMetricFamily(MEMORY_TOTAL, "GPU memory installed.", labels=_LABELS)
         try:

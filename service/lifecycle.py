@@ -52,8 +52,11 @@ class GracefulServer(uvicorn.Server):
             return
         self.stop_at = time.monotonic() + self.delay_s
         self.on_draining()
-        log.info("%s: not ready; closing the listener in %.1f s, then draining",
-                 signal.Signals(sig).name, self.delay_s)
+        log.info(
+            "%s: not ready; closing the listener in %.1f s, then draining",
+            signal.Signals(sig).name,
+            self.delay_s,
+        )
         if self.delay_s == 0 or not self.started:  # nothing routes to a server still starting
             self.should_exit = True
 

@@ -3,7 +3,8 @@
 This is not Grafana: it is a matplotlib rendering of the same queries (deploy/grafana/dashboards/
 googlenet.json) over a time range, for docs/dashboard.png where no Grafana runs (docs/deployment.md).
 
-    python deploy/grafana/preview.py --prometheus http://127.0.0.1:9090 --minutes 5 --output docs/dashboard.png
+    python deploy/grafana/preview.py --prometheus http://127.0.0.1:9090 --minutes 5 \
+        --output docs/dashboard.png
 """
 
 from __future__ import annotations
@@ -34,8 +35,11 @@ def panel_queries(dashboard: dict[str, Any]) -> list[tuple[dict[str, Any], list[
 
 
 def query_range(prometheus: str, expr: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
-    response = httpx.get(f"{prometheus}/api/v1/query_range",
-                         params={"query": expr, "start": start, "end": end, "step": step}, timeout=30)
+    response = httpx.get(
+        f"{prometheus}/api/v1/query_range",
+        params={"query": expr, "start": start, "end": end, "step": step},
+        timeout=30,
+    )
     body = response.json()
     if body.get("status") != "success":
         raise ValueError(f"{expr}: {body.get('error', response.text)}")
@@ -49,8 +53,15 @@ def _legend(fmt: str, labels: dict[str, str]) -> str:
     return out or ",".join(f"{k}={v}" for k, v in labels.items())
 
 
-def render(prometheus: str, output: Path, *, start: float, end: float, rate_interval: str = "30s",
-           dashboard: dict[str, Any] | None = None) -> Path:
+def render(
+    prometheus: str,
+    output: Path,
+    *,
+    start: float,
+    end: float,
+    rate_interval: str = "30s",
+    dashboard: dict[str, Any] | None = None,
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -62,13 +73,15 @@ def render(prometheus: str, output: Path, *, start: float, end: float, rate_inte
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(15, 3.1 * rows), squeeze=False)
     step = max(1.0, (end - start) / 200)
-    for ax, (panel, targets) in zip(axes.flat, panels):
+    for ax, (panel, targets) in zip(axes.flat, panels, strict=False):
         drawn = 0
         for target in targets:
             for series in query_range(prometheus, expand(target["expr"], rate_interval), start, end, step):
                 xs = [float(t) - start for t, _ in series["values"]]
                 ys = [float(v) for _, v in series["values"]]
-                ax.plot(xs, ys, label=_legend(target.get("legendFormat", ""), series["metric"]), linewidth=1.3)
+                ax.plot(
+                    xs, ys, label=_legend(target.get("legendFormat", ""), series["metric"]), linewidth=1.3
+                )
                 drawn += 1
         ax.set_title(panel["title"], fontsize=9)
         ax.tick_params(labelsize=7)
@@ -78,13 +91,23 @@ def render(prometheus: str, output: Path, *, start: float, end: float, rate_inte
         if drawn:
             ax.legend(fontsize=6, loc="upper left", ncol=2)
         else:
-            ax.text(0.5, 0.5, "no data (series absent)", ha="center", va="center", transform=ax.transAxes,
-                    fontsize=9, color="gray")
-    for ax in list(axes.flat)[len(panels):]:
+            ax.text(
+                0.5,
+                0.5,
+                "no data (series absent)",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                fontsize=9,
+                color="gray",
+            )
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
-    fig.suptitle(f"{dashboard['title']}: the dashboard's PromQL evaluated by Prometheus (matplotlib, not Grafana)",
-                 fontsize=11)
-    fig.tight_layout()
+    fig.suptitle(
+        f"{dashboard['title']}: the dashboard's PromQL evaluated by Prometheus (matplotlib, not Grafana)",
+        fontsize=11,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output, dpi=90)
     plt.close(fig)
@@ -92,14 +115,24 @@ def render(prometheus: str, output: Path, *, start: float, end: float, rate_inte
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--prometheus", default="http://127.0.0.1:9090")
     parser.add_argument("--minutes", type=float, default=5.0, help="time range, ending now")
     parser.add_argument("--rate-interval", default="30s", help="what $__rate_interval becomes")
     parser.add_argument("--output", type=Path, default=Path("docs/dashboard.png"))
     args = parser.parse_args()
     end = time.time()
-    print(render(args.prometheus, args.output, start=end - args.minutes * 60, end=end, rate_interval=args.rate_interval))
+    print(
+        render(
+            args.prometheus,
+            args.output,
+            start=end - args.minutes * 60,
+            end=end,
+            rate_interval=args.rate_interval,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def _apt_retry(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="session")
 def docker_compose() -> str:
     """docker-compose v1 from Debian: pip's docker-compose 1.29.2 cannot build on Python 3.11 (it pins
-    PyYAML < 6, whose sdist fails with Cython 3), Debian's package is patched for 3.11 (docs/deployment.md)."""
+    PyYAML < 6, whose sdist fails with Cython 3); Debian's package runs on 3.11 (docs/deployment.md)."""
     if not shutil.which("docker-compose") and shutil.which("apt-get"):
         done = _apt_retry("install", "-y", "--no-install-recommends", "docker-compose")
         if done.returncode != 0:
@@ -53,12 +53,18 @@ def prometheus_bin() -> Path:
     download.mkdir(parents=True, exist_ok=True)
     for old in download.glob("prometheus_*.deb"):
         old.unlink()
-    done = subprocess.run(["apt-get", "-q", "download", "prometheus"], cwd=download, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        ["apt-get", "-q", "download", "prometheus"], cwd=download, capture_output=True, text=True, timeout=300
+    )
     if done.returncode != 0:
         subprocess.run(["apt-get", "-q", "update"], capture_output=True, timeout=300)
-        done = subprocess.run(["apt-get", "-q", "download", "prometheus"], cwd=download, capture_output=True,
-                              text=True, timeout=300)
+        done = subprocess.run(
+            ["apt-get", "-q", "download", "prometheus"],
+            cwd=download,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     debs = sorted(download.glob("prometheus_*.deb"))
     if done.returncode != 0 or not debs:
         pytest.skip(f"apt-get download prometheus failed: {done.stderr[-300:]}")
@@ -73,7 +79,9 @@ def kubectl() -> str:
         _apt_retry("install", "-y", "--no-install-recommends", "kubectl")
     path = shutil.which("kubectl")
     if not path:
-        pytest.skip("kubectl (for `kubectl kustomize`) is not installable from this machine's package sources")
+        pytest.skip(
+            "kubectl (for `kubectl kustomize`) is not installable from this machine's package sources"
+        )
     return path
 
 

@@ -41,11 +41,24 @@ def dashboard_exprs(dashboard: dict[str, Any]) -> list[str]:
 def traffic(live: LiveServer) -> None:
     with live.client() as client:
         for seed in range(2):
-            assert client.post("/v1/classify", params={"crops": 10, "ensemble": True}, content=make_image(seed=seed),
-                               headers=JPEG).status_code == 200
+            assert (
+                client.post(
+                    "/v1/classify",
+                    params={"crops": 10, "ensemble": True},
+                    content=make_image(seed=seed),
+                    headers=JPEG,
+                ).status_code
+                == 200
+            )
             assert client.post("/v1/classify", content=make_image(seed=seed), headers=JPEG).status_code == 200
-        assert client.post("/v1/classify", params={"crops": 144}, content=make_image(), headers=JPEG).status_code == 503
-        assert client.post("/v1/classify", params={"crops": 3}, content=make_image(), headers=JPEG).status_code == 400
+        assert (
+            client.post("/v1/classify", params={"crops": 144}, content=make_image(), headers=JPEG).status_code
+            == 503
+        )
+        assert (
+            client.post("/v1/classify", params={"crops": 3}, content=make_image(), headers=JPEG).status_code
+            == 400
+        )
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +71,11 @@ def test_dashboard_queries_only_metrics_the_service_exports(live: LiveServer, re
     traffic(live)
     exported = {f.name for f in text_string_to_metric_families(httpx.get(f"{live.url}/metrics").text)}
     dashboard = load_preview(repo_root).load_dashboard()
-    queried = {re.sub(r"_(bucket|sum|count|total)$", "", name)
-               for expr in dashboard_exprs(dashboard) for name in re.findall(r"\bgooglenet_\w+", expr)}
+    queried = {
+        re.sub(r"_(bucket|sum|count|total)$", "", name)
+        for expr in dashboard_exprs(dashboard)
+        for name in re.findall(r"\bgooglenet_\w+", expr)
+    }
     # GPU gauges exist only where NVML sees a device (service/gpu.py): checked against its own names
     assert queried - exported <= set(gpu.METRIC_NAMES)
     assert set(gpu.METRIC_NAMES) <= queried  # the dashboard has its GPU panels
@@ -70,27 +86,47 @@ def test_dashboard_queries_only_metrics_the_service_exports(live: LiveServer, re
 
 
 def test_promtool_accepts_the_scrape_config(prometheus_bin: Path, repo_root: Path) -> None:
-    done = subprocess.run([str(prometheus_bin / "promtool"), "check", "config",
-                           str(repo_root / "deploy" / "prometheus" / "prometheus.yml")],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            str(prometheus_bin / "promtool"),
+            "check",
+            "config",
+            str(repo_root / "deploy" / "prometheus" / "prometheus.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.fixture(scope="module")
-def prometheus(prometheus_bin: Path, live: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def prometheus(
+    prometheus_bin: Path, live: LiveServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A real Prometheus scraping the live server every second, on a free loopback port."""
     folder = tmp_path_factory.mktemp("prometheus")
-    config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-              "scrape_configs": [{"job_name": "googlenet",
-                                  "static_configs": [{"targets": [live.url.removeprefix("http://")]}]}]}
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {"job_name": "googlenet", "static_configs": [{"targets": [live.url.removeprefix("http://")]}]}
+        ],
+    }
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = (folder / "prometheus.log").open("wb")
-    proc = subprocess.Popen([str(prometheus_bin / "prometheus"), f"--config.file={folder / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={folder / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            str(prometheus_bin / "prometheus"),
+            f"--config.file={folder / 'prometheus.yml'}",
+            f"--storage.tsdb.path={folder / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -127,8 +163,12 @@ def test_every_panel_query_returns_data_on_a_real_prometheus(
         if samples and float(samples[0]["value"][1]) >= 5 or time.monotonic() > deadline:
             break
     traffic(live)
-    served = sum(s.value for f in text_string_to_metric_families(httpx.get(f"{live.url}/metrics").text)
-                 for s in f.samples if s.name == "googlenet_rejections_total")
+    served = sum(
+        s.value
+        for f in text_string_to_metric_families(httpx.get(f"{live.url}/metrics").text)
+        for s in f.samples
+        if s.name == "googlenet_rejections_total"
+    )
     while True:  # until Prometheus has scraped the last round (its rejections): bounded by the deadline
         seen = instant(prometheus, "sum(googlenet_rejections_total)")
         if seen and float(seen[0]["value"][1]) >= served:
@@ -148,7 +188,11 @@ def test_every_panel_query_returns_data_on_a_real_prometheus(
     (rule,) = values["rules"]["custom"]
     series = rule["seriesQuery"].split("{")[0]
     assert instant(prometheus, series)
-    query = rule["metricsQuery"].replace("<<.LabelMatchers>>", 'job="googlenet"').replace("<<.GroupBy>>", "instance")
+    query = (
+        rule["metricsQuery"]
+        .replace("<<.LabelMatchers>>", 'job="googlenet"')
+        .replace("<<.GroupBy>>", "instance")
+    )
     (wait,) = instant(prometheus, query)
     assert float(wait["value"][1]) >= 0
 

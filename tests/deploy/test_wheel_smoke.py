@@ -54,12 +54,19 @@ def test_wheel_installs_and_serves_like_the_image(repo_root: Path, tiny_repo: Pa
     venv = tmp_path / "venv"
     done = subprocess.run(
         ["sh", str(repo_root / "deploy/docker/install-service.sh"), "cpu", str(wheels), str(venv)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "PYTHON": sys.executable, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    pip_list = subprocess.run([str(venv / "bin/pip"), "list", "--format=json"], capture_output=True, text=True,
-                              timeout=60, check=True).stdout
+    pip_list = subprocess.run(
+        [str(venv / "bin/pip"), "list", "--format=json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert "torch" not in {p["name"] for p in json.loads(pip_list)}  # the serving install has no torch
 
     # 3. the image's command and environment; only the paths and the port differ (loopback, free port)
@@ -67,8 +74,13 @@ def test_wheel_installs_and_serves_like_the_image(repo_root: Path, tiny_repo: Pa
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env |= {"PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "GOOGLENET_HOST": "127.0.0.1",
-            "GOOGLENET_PORT": str(port), "GOOGLENET_MODEL_REPOSITORY": str(tiny_repo), "HOME": str(tmp_path)}
+    env |= {
+        "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "GOOGLENET_HOST": "127.0.0.1",
+        "GOOGLENET_PORT": str(port),
+        "GOOGLENET_MODEL_REPOSITORY": str(tiny_repo),
+        "HOME": str(tmp_path),
+    }
     (cmd,) = [json.loads(v) for i, v in runtime if i == "CMD"]
     log = tmp_path / "service.log"
     with log.open("wb") as out:
@@ -85,13 +97,15 @@ def test_wheel_installs_and_serves_like_the_image(repo_root: Path, tiny_repo: Pa
             except httpx.TransportError:
                 pass
             time.sleep(0.05)
-        answer = httpx.post(f"{url}/v1/classify", content=make_image(), headers={"content-type": "image/jpeg"},
-                            timeout=30)
+        answer = httpx.post(
+            f"{url}/v1/classify", content=make_image(), headers={"content-type": "image/jpeg"}, timeout=30
+        )
         assert answer.status_code == 200, answer.text
         assert len(answer.json()["predictions"]) == 5
         # the same healthcheck the image runs
-        check = subprocess.run([str(venv / "bin/python"), str(repo_root / "deploy/docker/healthcheck.py")],
-                               env=env, timeout=30)
+        check = subprocess.run(
+            [str(venv / "bin/python"), str(repo_root / "deploy/docker/healthcheck.py")], env=env, timeout=30
+        )
         assert check.returncode == 0
         proc.terminate()
         assert proc.wait(timeout=40) == 0

@@ -40,9 +40,27 @@ def free_port() -> int:
 def service(tiny_repo: Path, tmp_path: Path) -> Iterator[Process]:
     port = free_port()
     log = tmp_path / "service.log"
-    args = [sys.executable, "-m", "service", "--model-repository", str(tiny_repo), "--port", str(port),
-            "--providers", "cpu", "--max-batch-size", "2", "--instances", "1", "--log-level", "info",
-            "--shutdown-delay-s", str(DELAY_S), "--shutdown-grace-s", str(GRACE_S)]
+    args = [
+        sys.executable,
+        "-m",
+        "service",
+        "--model-repository",
+        str(tiny_repo),
+        "--port",
+        str(port),
+        "--providers",
+        "cpu",
+        "--max-batch-size",
+        "2",
+        "--instances",
+        "1",
+        "--log-level",
+        "info",
+        "--shutdown-delay-s",
+        str(DELAY_S),
+        "--shutdown-grace-s",
+        str(GRACE_S),
+    ]
     with log.open("wb") as out:
         proc = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -79,11 +97,20 @@ def classify_count(url: str) -> tuple[float, float]:
 
 def test_sigterm_under_load_answers_every_accepted_request_then_exits_zero(service: Process) -> None:
     image = make_image()
-    with httpx.Client(base_url=service.url, timeout=60, limits=httpx.Limits(max_connections=LOAD + 4)) as client, \
-            concurrent.futures.ThreadPoolExecutor(LOAD + 1) as pool:
+    with (
+        httpx.Client(
+            base_url=service.url, timeout=60, limits=httpx.Limits(max_connections=LOAD + 4)
+        ) as client,
+        concurrent.futures.ThreadPoolExecutor(LOAD + 1) as pool,
+    ):
+
         def classify() -> httpx.Response:
-            return client.post("/v1/classify", params={"crops": 144, "models": 3}, content=image,
-                               headers={"content-type": "image/jpeg"})
+            return client.post(
+                "/v1/classify",
+                params={"crops": 144, "models": 3},
+                content=image,
+                headers={"content-type": "image/jpeg"},
+            )
 
         futures = [pool.submit(classify) for _ in range(LOAD)]
         deadline = time.monotonic() + 30
@@ -101,7 +128,9 @@ def test_sigterm_under_load_answers_every_accepted_request_then_exits_zero(servi
         assert ready.status_code == 503 and ready.json()["code"] == "not_ready"
         late = pool.submit(classify)  # sent during the delay: accepted, so it must be answered too
         while sum(classify_count(service.url)) < LOAD + 1:
-            assert time.monotonic() - signalled < DELAY_S, "the late request was not accepted during the delay"
+            assert time.monotonic() - signalled < DELAY_S, (
+                "the late request was not accepted during the delay"
+            )
 
         responses = [f.result(timeout=GRACE_S + DELAY_S) for f in [*futures, late]]
     assert [r.status_code for r in responses] == [200] * (LOAD + 1)

@@ -51,8 +51,11 @@ class Scrape:
 
     def value(self, sample: str, **labels: str) -> float:
         family = self.families[re.sub(r"_(total|bucket|count|sum|created)$", "", sample)]
-        return sum(s.value for s in family.samples
-                   if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items()))
+        return sum(
+            s.value
+            for s in family.samples
+            if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items())
+        )
 
 
 def scrape(live: LiveServer) -> Scrape:
@@ -67,28 +70,45 @@ def settle(live: LiveServer, before: Scrape, sample: str, expected: float, **lab
     deadline = time.monotonic() + 10
     while True:
         after = scrape(live)
-        if after.value(sample, **labels) - before.value(sample, **labels) >= expected or time.monotonic() > deadline:
+        if (
+            after.value(sample, **labels) - before.value(sample, **labels) >= expected
+            or time.monotonic() > deadline
+        ):
             return after
         time.sleep(0.01)
 
 
 @pytest.fixture(scope="module")
 def live(tiny_repo: Path) -> Iterator[LiveServer]:
-    with serve(tiny_repo, max_batch_size=MAX_BATCH, instances=1, max_queue_rows=64, max_queue_delay_ms=1,
-               max_body_bytes=200_000) as server:
+    with serve(
+        tiny_repo,
+        max_batch_size=MAX_BATCH,
+        instances=1,
+        max_queue_rows=64,
+        max_queue_delay_ms=1,
+        max_body_bytes=200_000,
+    ) as server:
         yield server
 
 
 def test_metric_families_have_their_types_units_and_bounded_labels(live: LiveServer) -> None:
     with live.client() as client:
-        assert client.post("/v1/classify", params={"crops": 10}, content=make_image(), headers=JPEG).status_code == 200
+        assert (
+            client.post("/v1/classify", params={"crops": 10}, content=make_image(), headers=JPEG).status_code
+            == 200
+        )
     after = scrape(live)
     # `<name>_created` gauges are client_python's creation timestamps (serving-anchors.md 5), not ours
-    ours = {name: f for name, f in after.families.items()
-            if name.startswith("googlenet_") and not name.endswith("_created")}
+    ours = {
+        name: f
+        for name, f in after.families.items()
+        if name.startswith("googlenet_") and not name.endswith("_created")
+    }
     assert set(EXPECTED) <= set(ours)
     for name, family in ours.items():
-        assert family.type in ("counter", "gauge", "histogram"), f"{name}: {family.type} (summaries don't aggregate)"
+        assert family.type in ("counter", "gauge", "histogram"), (
+            f"{name}: {family.type} (summaries don't aggregate)"
+        )
         if name in EXPECTED:
             kind, labels = EXPECTED[name]
             assert family.type == kind, name
@@ -114,11 +134,17 @@ def test_values_move_as_the_traffic_implies(live: LiveServer) -> None:
     before = scrape(live)
     with live.client() as client:
         for seed in range(3):  # sequential: each batch holds one request's rows, so counts are exact
-            r = client.post("/v1/classify", params={"crops": 10, "ensemble": True}, content=make_image(seed=seed),
-                            headers=JPEG)
+            r = client.post(
+                "/v1/classify",
+                params={"crops": 10, "ensemble": True},
+                content=make_image(seed=seed),
+                headers=JPEG,
+            )
             assert r.status_code == 200 and r.json()["evaluations"] == 30
         assert client.post("/v1/classify", content=make_image(seed=9), headers=JPEG).status_code == 200
-    after = settle(live, before, "googlenet_requests_total", 3, route="/v1/classify", status="200", mode="10x3")
+    after = settle(
+        live, before, "googlenet_requests_total", 3, route="/v1/classify", status="200", mode="10x3"
+    )
 
     def delta(sample: str, **labels: str) -> float:
         return after.value(sample, **labels) - before.value(sample, **labels)
@@ -141,7 +167,9 @@ def test_values_move_as_the_traffic_implies(live: LiveServer) -> None:
         assert delta("googlenet_batch_fill_ratio_sum", model=model) == pytest.approx(rows / MAX_BATCH)
         # 10 rows in batches of at most 4 rows: at least 3 batches per request
         assert batches >= 3 * 3 + (1 if model == "tiny-0" else 0)
-        assert delta("googlenet_batch_rows_bucket", model=model, le="4.0") == batches  # never above max_batch_size
+        assert (
+            delta("googlenet_batch_rows_bucket", model=model, le="4.0") == batches
+        )  # never above max_batch_size
         assert delta("googlenet_queue_wait_seconds_count", model=model) == batches  # one slice per batch here
         assert after.value("googlenet_queue_rows", model=model) == 0  # idle again
         assert delta("googlenet_batches_total", model=model, outcome="error") == 0
@@ -152,10 +180,15 @@ def test_every_rejection_reason_is_counted(live: LiveServer) -> None:
     before = scrape(live)
     with live.client() as client:
         full = client.post("/v1/classify", params={"crops": 144}, content=make_image(), headers=JPEG)
-        assert full.status_code == 503 and full.json()["code"] == "overloaded" and "retry-after" in full.headers
+        assert (
+            full.status_code == 503 and full.json()["code"] == "overloaded" and "retry-after" in full.headers
+        )
         late = client.post("/v1/classify", params={"deadline_ms": 0.001}, content=make_image(), headers=JPEG)
         assert late.status_code == 504
-        assert client.post("/v1/classify", params={"crops": 7}, content=make_image(), headers=JPEG).status_code == 400
+        assert (
+            client.post("/v1/classify", params={"crops": 7}, content=make_image(), headers=JPEG).status_code
+            == 400
+        )
         assert client.post("/v1/classify", content=b"not an image", headers=JPEG).status_code == 422
         big = client.post("/v1/classify", content=b"\xff" * 300_000, headers=JPEG)
         assert big.status_code == 413
@@ -181,8 +214,13 @@ def test_model_info_names_each_served_file(live: LiveServer, tiny_repo: Path) ->
         sha = meta["files"]["1/model.onnx"]["sha256"]
         matching = [s for s in info.samples if s.labels["model"] == model and s.labels["sha256"] == sha]
         assert len(matching) == 1 and matching[0].value == 1
-        assert matching[0].labels | {} == {"model": model, "version": "1", "sha256": sha,
-                                           "provider": "cpu", "precision": "fp32"}
+        assert matching[0].labels | {} == {
+            "model": model,
+            "version": "1",
+            "sha256": sha,
+            "provider": "cpu",
+            "precision": "fp32",
+        }
 
 
 def test_gpu_series_are_absent_without_a_gpu_and_present_with_one(live: LiveServer) -> None:
@@ -218,7 +256,9 @@ def test_nvml_readings_become_gauges_in_base_units() -> None:
     families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
     assert set(families) == set(gpu.METRIC_NAMES)
     for family in families.values():
-        assert family.type == "gauge" and [s.labels for s in family.samples] == [{"gpu": "0", "uuid": "GPU-0"}]
+        assert family.type == "gauge" and [s.labels for s in family.samples] == [
+            {"gpu": "0", "uuid": "GPU-0"}
+        ]
     assert families[gpu.UTILIZATION].samples[0].value == pytest.approx(0.37)
     assert families[gpu.MEMORY_USED].samples[0].value == 3 * 2**30
     assert families[gpu.MEMORY_TOTAL].samples[0].value == 80 * 2**30
