@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import make_image
 from tests.deploy.test_dockerfile import stages
@@ -28,6 +29,7 @@ def image_env(runtime: list[tuple[str, str]]) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow  # ~45-75 s: pip unpacks onnxruntime-gpu (~340 MB) into the fresh venv
 def test_wheel_installs_and_serves_like_the_image(repo_root: Path, tiny_repo: Path, tmp_path: Path) -> None:
     all_stages = stages(repo_root / "Dockerfile")
 
