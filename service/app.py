@@ -87,7 +87,10 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             app.state.ready = False
-            await scheduler.drain()  # every admitted request gets its answer
+            try:  # every admitted request gets its answer, unless a batch hangs past the grace period
+                await asyncio.wait_for(scheduler.drain(), settings.shutdown_grace_s)
+            except TimeoutError:
+                log.warning("requests still queued after %.0f s of grace; failing them", settings.shutdown_grace_s)
             await scheduler.stop()
             classifier.close()
 
