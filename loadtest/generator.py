@@ -201,6 +201,8 @@ def summarize(spec: LoadSpec, corpus: Corpus, recorder: Recorder, *, cpu_s: floa
         "throughput_rps": recorder.ok / elapsed,
         "evaluations_per_s": sum(m["evaluations_per_s"] for m in modes.values()),
         "offered_rps": spec.rate,
+        # What the Poisson schedule actually sent (it varies around `rate`, a lot in short runs).
+        "arrivals_rps": recorder.completed / spec.duration_s if spec.rate and spec.duration_s else None,
         "outcomes": dict(recorder.outcomes),
         "latency_ms": latency_summary(ok_histogram),
         "error_latency_ms": latency_summary(recorder.merged(ok=False)),

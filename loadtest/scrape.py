@@ -32,11 +32,13 @@ class Snapshot:
         wanted = set(labels.items())
         return sum(v for (n, ls), v in self.samples.items() if n == name and wanted <= set(ls))
 
-    def by_label(self, name: str, label: str) -> dict[str, float]:
+    def by_label(self, name: str, label: str, *, unless: dict[str, str] | None = None) -> dict[str, float]:
+        """Sum of `name` by the values of `label`, leaving out samples that match any of `unless`."""
         out: dict[str, float] = defaultdict(float)
         for (n, ls), v in self.samples.items():
-            if n == name:
-                out[dict(ls).get(label, "")] += v
+            labels = dict(ls)
+            if n == name and not any(labels.get(k) == x for k, x in (unless or {}).items()):
+                out[labels.get(label, "")] += v
         return {k: v for k, v in out.items() if v}
 
     def buckets(self, name: str) -> list[tuple[float, float]]:
@@ -73,7 +75,8 @@ def server_stats(before: Snapshot, after: Snapshot) -> dict[str, object]:
     wait = d.buckets("googlenet_queue_wait_seconds")
     ms = lambda v: None if v is None else v * 1000  # noqa: E731
     return {
-        "requests_by_status": d.by_label("googlenet_requests_total", "status"),
+        # Our own scrape of /metrics is a request too: left out.
+        "requests_by_status": d.by_label("googlenet_requests_total", "status", unless={"route": "/metrics"}),
         "rejections": d.by_label("googlenet_rejections_total", "reason"),
         "batches": d.total("googlenet_batch_rows_count"),
         "mean_batch_rows": _mean(d, "googlenet_batch_rows"),

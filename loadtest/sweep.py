@@ -38,8 +38,9 @@ def verdict(result: dict[str, Any], *, objective_p99_ms: float, max_error_ratio:
         return f"p99 {p99:.0f} ms > {objective_p99_ms:g} ms"
     if errors / done > max_error_ratio:
         return f"{errors / done:.1%} errors > {max_error_ratio:.1%}"
-    if result["throughput_rps"] < min_throughput_ratio * result["offered_rps"]:
-        return f"served {result['throughput_rps']:.1f}/s of {result['offered_rps']:.1f}/s offered"
+    offered = result.get("arrivals_rps") or result["offered_rps"]
+    if result["throughput_rps"] < min_throughput_ratio * offered:
+        return f"served {result['throughput_rps']:.1f}/s of {offered:.1f}/s offered"
     return None
 
 
