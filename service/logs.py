@@ -17,6 +17,7 @@ from contextvars import ContextVar
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 # Attributes every LogRecord has: anything else on a record came from `extra=` and is logged as a field.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+_STANDARD |= {"color_message"}  # uvicorn's copy of the message with terminal colour codes
 _MAX_FIELD_CHARS = 2048  # a runaway value (a huge header echoed into a message) cannot flood the log
 # Loggers uvicorn configures with handlers of its own: routed through ours instead.
 _UVICORN = ("uvicorn", "uvicorn.error", "uvicorn.access")
