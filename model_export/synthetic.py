@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-CLASSES = ("checker", "dots", "grid", "hstripes", "rings", "vstripes", "blobs", "plain")
+CLASSES = ("hstripes", "vstripes", "dots", "checker", "rings", "grid", "blobs", "plain")
 
 
 def texture(kind: str, rng: np.random.Generator, width: int, height: int) -> Image.Image:

@@ -1,0 +1,81 @@
+"""Fixtures of the model_export tests: the sample photos, a generated dataset, short training runs."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model_export import train
+from model_export.synthetic import write_dataset
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT.parent / "shared" / "data" / "imagenet-samples"
+# The short run: the BatchNorm variant learns these textures within a few dozen steps; the paper
+# variant (no BatchNorm) needs far more, see docs/training.md.
+RUN = dict(variant="torchvision", width=0.125, num_classes=4, batch_size=8, lr=0.02, lr_step_epochs=2, workers=0)
+EPOCHS = 6
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _flush_denormals():
+    # As train and evaluate do on CPU: narrow random nets produce denormals, which slow CPU kernels ~10x.
+    torch.set_flush_denormal(True)
+    yield
+    torch.set_flush_denormal(False)
+
+
+def sample_paths() -> list[Path]:
+    """The ImageNet photos beside the project (never committed), or a clean skip without them."""
+    files = sorted(SAMPLES.glob("*.JPEG")) if SAMPLES.is_dir() else []
+    if not files:
+        pytest.skip("../shared/data/imagenet-samples is not present")
+    return files
+
+
+@pytest.fixture(scope="session")
+def sample_images() -> np.ndarray:
+    from model_export.export import parity_images
+
+    sample_paths()
+    images, source = parity_images(100, SAMPLES)
+    assert "photos" in source
+    return images
+
+
+@pytest.fixture(scope="session")
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 texture classes: 24 training and 12 held-out images each."""
+    return write_dataset(tmp_path_factory.mktemp("shapes"), classes=4, train_per_class=24, val_per_class=12)
+
+
+def train_args(data: Path, out_dir: Path, **overrides) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    args = parser.parse_args(["--data", str(data), "--out-dir", str(out_dir), "--device", "cpu", "--no-progress"])
+    for key, value in {**RUN, "epochs": EPOCHS, **overrides}.items():
+        setattr(args, key, value)
+    return args
+
+
+@pytest.fixture(scope="session")
+def trained_run(shapes: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted short run; its out_dir holds checkpoint.pt, metrics.jsonl, metrics.png."""
+    out = tmp_path_factory.mktemp("run")
+    train.main(train_args(shapes, out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def resumed_run(shapes: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The same run stopped after 2 epochs and resumed to the end; also returns the epoch-2 checkpoint."""
+    out = tmp_path_factory.mktemp("resumed")
+    train.main(train_args(shapes, out, epochs=2))
+    early = out.parent / "epoch2.pt"
+    shutil.copy(out / "checkpoint.pt", early)
+    train.main(train_args(shapes, out, resume=True))
+    return out, early
