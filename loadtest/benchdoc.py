@@ -52,8 +52,8 @@ def _one_crop_table(report: dict[str, Any]) -> list[str]:
     limit = report["limits"]["1x1"]["images_per_s"]
     service, baseline = report["service"], report.get("baseline")
     lines = [
-        "| concurrency | service img/s | of limit | p50 ms | p99 ms | mean batch | queue wait p50 ms "
-        "| baseline img/s | baseline p50 ms | baseline p99 ms | service / baseline | cores: server / generator / other |",
+        ("| concurrency | service img/s | of limit | p50 ms | p99 ms | mean batch | queue wait p50 ms "
+        "| baseline img/s | baseline p50 ms | baseline p99 ms | service / baseline | cores: server / generator / other |"),
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for c, r in service["closed"].items():
@@ -90,8 +90,8 @@ def _open_loop_rows(report: dict[str, Any]) -> list[str]:
 
 
 def _modes_table(report: dict[str, Any]) -> list[str]:
-    lines = ["| mode (crops x models) | evaluations per image | requests | img/s | evaluations/s | limit img/s "
-             "| of limit | p50 s | cores: server / generator / other |",
+    lines = [("| mode (crops x models) | evaluations per image | requests | img/s | evaluations/s | limit img/s "
+             "| of limit | p50 s | cores: server / generator / other |"),
              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     one = report["service"]["closed"]
     best_one = max(one.values(), key=lambda r: r["throughput_rps"])
@@ -120,8 +120,8 @@ def _profile_lines(report: dict[str, Any]) -> list[str]:
     profile = report.get("profile")
     if not profile:
         return ["No profile (py-spy unavailable or `--no-profile`)."]
-    lines = [f"py-spy, {profile['seconds']:g} s at concurrency {profile['concurrency']} (a separate run, "
-             "not in the tables). Cores busy per part of the service:", "",
+    lines = [(f"py-spy, {profile['seconds']:g} s at concurrency {profile['concurrency']} (a separate run, "
+             "not in the tables). Cores busy per part of the service:"), "",
              "| part | cores |", "|---|---:|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in profile["cores"].items()]
     lines += ["", "Busiest functions (leaf frames, cores):", ""]
@@ -136,18 +136,18 @@ def render(report: dict[str, Any], plots: dict[str, str], notes: str) -> str:
     out = [
         "# Benchmarks",
         "",
-        "Written by `python -m loadtest bench` (docs/loadtest.md); numbers are from one run on the machine "
-        "below. Compare ratios, not absolute times: the limit and the baseline were measured in the same run.",
+        ("Written by `python -m loadtest bench` (docs/loadtest.md); numbers are from one run on the machine "
+        "below. Compare ratios, not absolute times: the limit and the baseline were measured in the same run."),
         "",
         f"- Machine: {m['cpu']}, {m['cores']} cores ({m['simd']}), {m['memory_gib']} GiB, {m['os']}",
         f"- Software: Python {m['python']}, ONNX Runtime {m['onnxruntime']}; commit {m['commit']}",
         f"- Date: {m['date']}; the run took {report['duration_s'] / 60:.1f} min",
         f"- Command: `{' '.join(_shown(word) if word.startswith('/') else word for word in report['command'].split())}`",
-        f"- Model: repository `{repo['name']}`, {repo['members']} members"
-        f"{'' if repo['trained'] else ' (random-init weights: speed is the same, answers are noise)'}",
+        (f"- Model: repository `{repo['name']}`, {repo['members']} members"
+        f"{'' if repo['trained'] else ' (random-init weights: speed is the same, answers are noise)'}"),
         f"- Images: {report['images']['count']} from `{_shown(report['images']['source'])}`",
-        f"- Other load on the machine when the run started: {m['other_cores_at_start']:.2f} cores "
-        "(each phase's share is in its \"other\" column; more than ~0.1 skews a 2-core benchmark)",
+        (f"- Other load on the machine when the run started: {m['other_cores_at_start']:.2f} cores "
+        "(each phase's share is in its \"other\" column; more than ~0.1 skews a 2-core benchmark)"),
         "",
         "## Goals",
         "",
@@ -165,11 +165,11 @@ def render(report: dict[str, Any], plots: dict[str, str], notes: str) -> str:
         "|---:|---:|",
         *[f"| {c} | {_f(ms, 2)} |" for c, ms in report["preprocess_ms"].items()],
         "",
-        f"The limit of a mode is the cores over the CPU seconds one image costs: its evaluations at the "
+        (f"The limit of a mode is the cores over the CPU seconds one image costs: its evaluations at the "
         f"model's best ({_f(report['model']['best']['images_per_s'])} img/s, batch "
         f"{report['model']['best']['batch']}, {report['model']['best']['streams']} stream(s)) plus its "
         f"preprocessing. For 1 crop: {m['cores']} / ({_f(one['model_s_per_image'] * 1000, 2)} + "
-        f"{_f(one['preprocess_s_per_image'] * 1000, 2)} ms) = **{_f(one['images_per_s'])} img/s**.",
+        f"{_f(one['preprocess_s_per_image'] * 1000, 2)} ms) = **{_f(one['images_per_s'])} img/s**."),
         "",
         "## (c, d) The service and the naive baseline, 1 crop, closed loop",
         "",
@@ -179,8 +179,8 @@ def render(report: dict[str, Any], plots: dict[str, str], notes: str) -> str:
         "",
         "## Open loop: at 70% of capacity, and past capacity",
         "",
-        "Poisson arrivals, latency from the scheduled send. \"latency trend\": mean latency of the last third "
-        "of the run over the middle third (1.0 = flat; growing = an unbounded queue).",
+        ("Poisson arrivals, latency from the scheduled send. \"latency trend\": mean latency of the last third "
+        "of the run over the middle third (1.0 = flat; growing = an unbounded queue)."),
         "",
         *_open_loop_rows(report),
         "",

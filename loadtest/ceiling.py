@@ -81,7 +81,7 @@ def model_ceiling_cpu(path: Path, *, cores: int, batches: tuple[int, ...] = (1, 
     points = []
     for streams, intra in sorted({(cores, 1), (1, cores)}):
         session = cpu_session(path, intra)
-        run = lambda rows, s=session: s.run([OUTPUT_NAME], {INPUT_NAME: rows})[0]  # noqa: E731
+        run = lambda rows, s=session: s.run([OUTPUT_NAME], {INPUT_NAME: rows})[0]
         for batch in batches:
             ips, cpu, ms = measure_streams(run, batch, streams, duration_s)
             points.append(ModelPoint(batch, streams, intra, ips, cpu, ms))

@@ -96,7 +96,7 @@ class _Run:
                                          headers=request.headers) as response:
                 await response.read()
                 outcome = str(response.status)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             outcome = TIMEOUT
         except aiohttp.ClientError:
             outcome = CONNECT_ERROR
@@ -153,7 +153,7 @@ async def _scrape(session: aiohttp.ClientSession, url: str) -> Snapshot | None:
     try:
         async with session.get(url + "/metrics") as response:
             return Snapshot.parse(await response.text()) if response.status == 200 else None
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+    except (TimeoutError, aiohttp.ClientError, ValueError):
         return None
 
 

@@ -131,17 +131,17 @@ def _row(r: dict[str, Any], mode: Mode, ceiling_ips: float, decode_ips: float) -
 def render(result: dict[str, Any]) -> str:
     m, best = result["machine"], result["best"]
     lines = [
-        f"## GPU check: {m['date']}, {result['provider'].upper()} {result['precision']}, "
-        f"CUDA graphs {'on' if result['cuda_graphs'] else 'off'}, {m['cores']} cores, commit {m['commit']}",
+        (f"## GPU check: {m['date']}, {result['provider'].upper()} {result['precision']}, "
+        f"CUDA graphs {'on' if result['cuda_graphs'] else 'off'}, {m['cores']} cores, commit {m['commit']}"),
         "",
         "| batch | model img/s | ms per batch |", "|---:|---:|---:|",
         *[f"| {p['batch']} | {p['images_per_s']:,.0f} | {p['ms_per_batch']:.2f} |" for p in result["ceiling"]],
         "",
-        f"Ceiling: {best['images_per_s']:,.0f} img/s at batch {best['batch']}. Decode + crop, 1 crop: "
-        f"{result['decode_ms']:.2f} ms per image per core = {result['decode_budget_ips']:,.0f} img/s on all cores.",
+        (f"Ceiling: {best['images_per_s']:,.0f} img/s at batch {best['batch']}. Decode + crop, 1 crop: "
+        f"{result['decode_ms']:.2f} ms per image per core = {result['decode_budget_ips']:,.0f} img/s on all cores."),
         "",
-        "| mode | clients | img/s | evaluations/s | of ceiling | of own limit | bound by | p50 ms | p99 ms "
-        "| mean batch | errors | cores: server / generator / other |",
+        ("| mode | clients | img/s | evaluations/s | of ceiling | of own limit | bound by | p50 ms | p99 ms "
+        "| mean batch | errors | cores: server / generator / other |"),
         "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     rows = list(result["service"].items())

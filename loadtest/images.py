@@ -33,7 +33,7 @@ def generate_jpegs(count: int, *, width: int = 500, height: int = 375, seed: int
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width]
     out = []
-    for i in range(count):
+    for _ in range(count):
         phase = rng.uniform(0, 255, 3)
         base = np.stack([x * 255 / width + phase[0], y * 255 / height + phase[1], (x + y) / 3 + phase[2]], -1) % 256
         pixels = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)

@@ -31,7 +31,7 @@ def record(pid: int, duration_s: float, output: Path, *, rate: int = 100) -> Pat
     command = [binary, "record", "--pid", str(pid), "--duration", str(max(1, round(duration_s))),
                "--rate", str(rate), "--format", "raw", "--nonblocking", "--output", str(output)]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 60)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 60, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return output if done.returncode == 0 and output.exists() else None

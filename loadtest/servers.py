@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Self
 
 import httpx
 import psutil
@@ -35,7 +36,7 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self._ps: psutil.Process | None = None
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self) -> Self:
         out = self.log.open("ab") if self.log else subprocess.DEVNULL
         try:
             self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT, env=self.env)
