@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadtest import benchdoc, machine, profiling
+from loadtest import benchdoc, goals, machine, profiling
 from loadtest.ceiling import limit_for, model_ceiling_cpu, preprocess_cost
 from loadtest.images import load_corpus
 from loadtest.mix import Mode
@@ -129,14 +129,17 @@ def _profile(phases: Phases, config: BenchConfig, concurrency: int) -> dict[str,
             **profiling.summarize(path, rate=rate, duration_s=config.profile_s)}
 
 
-def _wait_quiet(limit_s: float, say: Callable[[str], None], threshold_cores: float = 0.2) -> float:
-    """Wait (at most `limit_s`) until other work on the machine uses under `threshold_cores`."""
-    deadline = time.monotonic() + limit_s
+def _wait_quiet(limit_s: float, say: Callable[[str], None], threshold_cores: float = 0.2, samples: int = 3) -> float:
+    """Wait (at most `limit_s`) until other work on the machine stays under `threshold_cores` for
+    `samples` 2-second samples in a row; the other load measured last."""
+    deadline, quiet = time.monotonic() + limit_s, 0
     while True:
         busy = machine.busy_cores(2.0)
-        if busy < threshold_cores or time.monotonic() >= deadline:
+        quiet = quiet + 1 if busy < threshold_cores else 0
+        if quiet >= samples or time.monotonic() >= deadline:
             return busy
-        say(f"the machine is busy with other work ({busy:.2f} cores); waiting for it to settle")
+        if quiet == 0:
+            say(f"the machine is busy with other work ({busy:.2f} cores); waiting for it to settle")
 
 
 def run_bench(config: BenchConfig) -> int:
@@ -190,5 +193,13 @@ def run_bench(config: BenchConfig) -> int:
             report["baseline"] = _one_crop_suite(phases(server, "baseline"), config, report["service"]["capacity_rps"])
     report["duration_s"] = time.monotonic() - started
     benchdoc.write(report, config.output, config.plots)
+    one = report["limits"]["1x1"]["images_per_s"]
+    for c, r in report["service"]["closed"].items():
+        server = r["server"] or {}
+        say(f"1 crop, concurrency {c:3d}: {r['throughput_rps']:6.1f} img/s = {r['throughput_rps'] / one:4.0%} of the "
+            f"{one:.1f} img/s limit, p50 {r['latency_ms'].get('p50', 0):7.1f} ms, p99 {r['latency_ms'].get('p99', 0):7.1f} ms, "
+            f"mean batch {server.get('mean_batch_rows') or 0:.2f} rows")
+    for g in goals.evaluate(report):
+        say(f"{'met   ' if g.met else 'MISSED'} {g.goal}: {g.measured}")
     say(f"wrote {config.output} in {report['duration_s'] / 60:.1f} min")
     return 0
