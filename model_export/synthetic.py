@@ -16,8 +16,10 @@ CLASSES = ("hstripes", "vstripes", "dots", "checker", "rings", "grid", "blobs", 
 
 
 def texture(kind: str, rng: np.random.Generator, width: int, height: int) -> Image.Image:
-    fg, bg = (tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in range(2))
-    period = int(rng.integers(12, 40))
+    # A dark and a light colour, either way round: random hues, but the pattern always shows.
+    dark, light = tuple(int(c) for c in rng.integers(0, 100, 3)), tuple(int(c) for c in rng.integers(156, 256, 3))
+    fg, bg = (dark, light) if rng.random() < 0.5 else (light, dark)
+    period = int(rng.integers(12, 36))
     phase = int(rng.integers(0, period))
     image = Image.new("RGB", (width, height), bg)
     draw = ImageDraw.Draw(image)
