@@ -19,7 +19,14 @@ from fastapi.responses import Response
 from service.api.body import read_body
 from service.api.v1 import run_for_client
 from service.api.v2_catalog import TENSOR_SUFFIX, Catalog, V2Model
-from service.api.v2_codec import InferenceRequest, RequestedOutput, Tensor, encode_response, parse_request, raw_request
+from service.api.v2_codec import (
+    InferenceRequest,
+    RequestedOutput,
+    Tensor,
+    encode_response,
+    parse_request,
+    raw_request,
+)
 from service.crops import CROP_COUNTS
 from service.errors import BadRequest, NotReady, PayloadTooLarge, UnsupportedMediaType
 from service.repository import INPUT_NAME, OUTPUT_NAME
@@ -74,8 +81,11 @@ async def model_ready(request: Request, name: str, version: str | None = None) -
 async def model_config(request: Request, name: str, version: str | None = None) -> dict[str, Any]:
     catalog, state = _catalog(request), request.app.state
     return catalog.config(
-        catalog.resolve(name, version), max_batch_size=state.settings.max_images_per_request,
-        queue_delay_ms=state.settings.max_queue_delay_ms, instances=state.instances, provider=state.provider,
+        catalog.resolve(name, version),
+        max_batch_size=state.settings.max_images_per_request,
+        queue_delay_ms=state.settings.max_queue_delay_ms,
+        instances=state.instances,
+        provider=state.provider,
     )
 
 
@@ -85,7 +95,9 @@ def _decompressed(body: bytes, encoding: str | None, limit: int) -> bytes:
         return body
     wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(encoding.lower())
     if wbits is None:
-        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none")
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none"
+        )
     inflater = zlib.decompressobj(wbits)
     try:
         out = inflater.decompress(body, limit + 1)
@@ -120,9 +132,9 @@ def _image(parsed: InferenceRequest, model: V2Model, max_images: int) -> Tensor:
         )
     shape = tensor.shape
     if not (shape[1:] == model.item_shape or (model.encoded and len(shape) == 1)):
+        expected = ", ".join(map(str, model.item_shape))
         raise BadRequest(
-            f"input {INPUT_NAME!r} of model {model.name!r} has shape [-1, {', '.join(map(str, model.item_shape))}]"
-            f", got {list(shape)}"
+            f"input {INPUT_NAME!r} of model {model.name!r} has shape [-1, {expected}], got {list(shape)}"
         )
     if not 1 <= shape[0] <= max_images:
         raise BadRequest(f"the batch dimension must be between 1 and {max_images}, got {shape[0]}")
@@ -154,9 +166,12 @@ def _output(out: RequestedOutput, probabilities: np.ndarray, labels: list[tuple[
     if not out.classification:
         return Tensor(out.name, "FP32", probabilities.shape, probabilities, bool(out.binary))
     # Triton's classification extension: BYTES [N, k] of "probability:index:label", best first.
-    best = np.argsort(-probabilities, axis=1, kind="stable")[:, :out.classification]
+    best = np.argsort(-probabilities, axis=1, kind="stable")[:, : out.classification]
     data = np.array(
-        [[f"{row[i]:f}:{i}:{labels[i][1]}".encode() for i in idx] for row, idx in zip(probabilities, best)],
+        [
+            [f"{row[i]:f}:{i}:{labels[i][1]}".encode() for i in idx]
+            for row, idx in zip(probabilities, best, strict=True)
+        ],
         dtype=object,
     )
     return Tensor(out.name, "BYTES", data.shape, data, bool(out.binary))
@@ -169,7 +184,8 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     settings, classifier = state.settings, state.classifier
     model = _catalog(request).resolve(name, version)
     body = _decompressed(
-        await read_body(request, settings.max_body_bytes), request.headers.get("content-encoding"),
+        await read_body(request, settings.max_body_bytes),
+        request.headers.get("content-encoding"),
         settings.max_body_bytes,
     )
     header = request.headers.get(HEADER_LENGTH)
@@ -185,7 +201,9 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     count = _int_parameter(params, "models", None)
     if count is not None and not model.ensemble:
         raise BadRequest(f"parameter models applies to the ensemble, not to member {model.name!r}")
-    members = classifier.scheduler.members(count or len(model.members)) if model.ensemble else list(model.members)
+    members = (
+        classifier.scheduler.members(count or len(model.members)) if model.ensemble else list(model.members)
+    )
     timeout_us = _int_parameter(params, "timeout", None)  # Triton's per-request timeout, in microseconds
     if timeout_us is not None and timeout_us <= 0:
         raise BadRequest("parameter timeout must be a positive number of microseconds")
@@ -206,4 +224,6 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     content, header_length = encode_response(model.name, model.version, parsed.id, outputs)
     if header_length is None:
         return Response(content, media_type="application/json")
-    return Response(content, media_type="application/octet-stream", headers={HEADER_LENGTH: str(header_length)})
+    return Response(
+        content, media_type="application/octet-stream", headers={HEADER_LENGTH: str(header_length)}
+    )

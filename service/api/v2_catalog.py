@@ -69,33 +69,44 @@ class Catalog:
             raise NotFound(f"model {name!r} has no version {version!r}; it serves version {model.version}")
         return model
 
-    def config(self, model: V2Model, *, max_batch_size: int, queue_delay_ms: float, instances: int,
-               provider: str) -> dict:
+    def config(
+        self, model: V2Model, *, max_batch_size: int, queue_delay_ms: float, instances: int, provider: str
+    ) -> dict:
         """The subset of Triton's ModelConfig that perf_analyzer and tritonclient read
         (shared serving notes 2.6: max_batch_size, input, output, scheduler)."""
         config: dict = {
             "name": model.name,
             "platform": model.platform,
             "max_batch_size": max_batch_size,
-            "input": [{
-                "name": INPUT_NAME,
-                "data_type": "TYPE_STRING" if model.encoded else "TYPE_UINT8",
-                "format": "FORMAT_NONE" if model.encoded else "FORMAT_NHWC",
-                "dims": list(model.item_shape),
-            }],
+            "input": [
+                {
+                    "name": INPUT_NAME,
+                    "data_type": "TYPE_STRING" if model.encoded else "TYPE_UINT8",
+                    "format": "FORMAT_NONE" if model.encoded else "FORMAT_NHWC",
+                    "dims": list(model.item_shape),
+                }
+            ],
             "output": [{"name": OUTPUT_NAME, "data_type": "TYPE_FP32", "dims": [CLASSES]}],
         }
         if model.ensemble:
             # Every member gets the same input; their probabilities are averaged (paper Table 3).
             suffix = "" if model.encoded else TENSOR_SUFFIX
-            config["ensemble_scheduling"] = {"step": [
-                {"model_name": m + suffix, "model_version": -1,
-                 "input_map": {INPUT_NAME: INPUT_NAME}, "output_map": {OUTPUT_NAME: OUTPUT_NAME}}
-                for m in model.members
-            ]}
+            config["ensemble_scheduling"] = {
+                "step": [
+                    {
+                        "model_name": m + suffix,
+                        "model_version": -1,
+                        "input_map": {INPUT_NAME: INPUT_NAME},
+                        "output_map": {OUTPUT_NAME: OUTPUT_NAME},
+                    }
+                    for m in model.members
+                ]
+            }
         else:
             config["backend"] = "onnxruntime"
             config["version_policy"] = {"specific": {"versions": [int(model.version)]}}
             config["dynamic_batching"] = {"max_queue_delay_microseconds": round(queue_delay_ms * 1000)}
-            config["instance_group"] = [{"kind": "KIND_GPU" if provider == "cuda" else "KIND_CPU", "count": instances}]
+            config["instance_group"] = [
+                {"kind": "KIND_GPU" if provider == "cuda" else "KIND_CPU", "count": instances}
+            ]
         return config

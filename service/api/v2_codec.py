@@ -19,10 +19,21 @@ from service.errors import BadRequest
 
 # Datatype -> little-endian numpy dtype (OIP "Tensor Data Types"); BYTES elements are Python bytes.
 DTYPES: dict[str, np.dtype] = {
-    name: np.dtype(code) for name, code in (
-        ("BOOL", "?"), ("UINT8", "u1"), ("UINT16", "<u2"), ("UINT32", "<u4"), ("UINT64", "<u8"),
-        ("INT8", "i1"), ("INT16", "<i2"), ("INT32", "<i4"), ("INT64", "<i8"),
-        ("FP16", "<f2"), ("FP32", "<f4"), ("FP64", "<f8"), ("BYTES", "O"),
+    name: np.dtype(code)
+    for name, code in (
+        ("BOOL", "?"),
+        ("UINT8", "u1"),
+        ("UINT16", "<u2"),
+        ("UINT32", "<u4"),
+        ("UINT64", "<u8"),
+        ("INT8", "i1"),
+        ("INT16", "<i2"),
+        ("INT32", "<i4"),
+        ("INT64", "<i8"),
+        ("FP16", "<f2"),
+        ("FP32", "<f4"),
+        ("FP64", "<f8"),
+        ("BYTES", "O"),
     )
 }
 MAX_DIMS = 8
@@ -101,12 +112,17 @@ def _flatten(data: object, name: str) -> list[Any]:
 def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: object) -> np.ndarray:
     flat = _flatten(data, name)
     if len(flat) != math.prod(shape):
-        raise BadRequest(f"input {name!r}: shape {list(shape)} needs {math.prod(shape)} elements, data has {len(flat)}")
+        raise BadRequest(
+            f"input {name!r}: shape {list(shape)} needs {math.prod(shape)} elements, data has {len(flat)}"
+        )
     if datatype == "BYTES":
         if not all(isinstance(e, str) for e in flat):
             raise BadRequest(f"input {name!r}: BYTES data in JSON must be strings")
         out = np.empty(len(flat), dtype=object)
-        out[:] = [e.encode() for e in flat]
+        try:
+            out[:] = [e.encode() for e in flat]
+        except UnicodeEncodeError:  # a lone surrogate such as "\ud800" is valid JSON, not valid UTF-8
+            raise BadRequest(f"input {name!r}: a BYTES string is not valid Unicode") from None
         return out.reshape(shape)
     dtype = DTYPES[datatype]
     try:
@@ -125,6 +141,10 @@ def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: object) -
 
 
 def _split_bytes(blob: bytes, count: int, name: str) -> np.ndarray:
+    if count * _LENGTH.size > len(blob):  # checked before allocating: the shape is the client's word
+        raise BadRequest(
+            f"input {name!r}: {count} BYTES elements need at least {count * 4} bytes, got {len(blob)}"
+        )
     out, offset = np.empty(count, dtype=object), 0
     for i in range(count):
         if offset + 4 > len(blob):
@@ -132,11 +152,15 @@ def _split_bytes(blob: bytes, count: int, name: str) -> np.ndarray:
         (length,) = _LENGTH.unpack_from(blob, offset)
         offset += 4
         if offset + length > len(blob):
-            raise BadRequest(f"input {name!r}: element {i} declares {length} bytes, {len(blob) - offset} remain")
-        out[i] = blob[offset:offset + length]
+            raise BadRequest(
+                f"input {name!r}: element {i} declares {length} bytes, {len(blob) - offset} remain"
+            )
+        out[i] = blob[offset : offset + length]
         offset += length
     if offset != len(blob):
-        raise BadRequest(f"input {name!r}: {len(blob) - offset} bytes follow the last of {count} BYTES elements")
+        raise BadRequest(
+            f"input {name!r}: {len(blob) - offset} bytes follow the last of {count} BYTES elements"
+        )
     return out
 
 
@@ -147,8 +171,9 @@ def from_binary(name: str, datatype: str, shape: tuple[int, ...], blob: bytes) -
         return _split_bytes(blob, count, name).reshape(shape)
     dtype = DTYPES[datatype]
     if len(blob) != count * dtype.itemsize:
+        needed = count * dtype.itemsize
         raise BadRequest(
-            f"input {name!r}: shape {list(shape)} of {datatype} needs {count * dtype.itemsize} bytes, got {len(blob)}"
+            f"input {name!r}: shape {list(shape)} of {datatype} needs {needed} bytes, got {len(blob)}"
         )
     return np.frombuffer(blob, dtype=dtype).reshape(shape)
 
@@ -160,14 +185,18 @@ def _header_length(value: str | None, body_size: int) -> int:
         raise BadRequest(f"Inference-Header-Content-Length must be a byte count, got {value[:32]!r}")
     length = int(value)
     if length > body_size:
-        raise BadRequest(f"Inference-Header-Content-Length ({length}) is larger than the body ({body_size} bytes)")
+        raise BadRequest(
+            f"Inference-Header-Content-Length ({length}) is larger than the body ({body_size} bytes)"
+        )
     return length
 
 
 def _outputs(raw: object) -> list[RequestedOutput] | None:
     if raw is None:
         return None
-    if not isinstance(raw, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in raw):
+    if not isinstance(raw, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in raw
+    ):
         raise BadRequest("outputs must be a list of objects with a name")
     outputs = []
     for o in raw:
@@ -204,7 +233,7 @@ def parse_request(body: bytes, header_length: str | None) -> InferenceRequest:
         name, datatype = raw.get("name"), raw.get("datatype")
         if not isinstance(name, str):
             raise BadRequest("every input needs a name")
-        if datatype not in DTYPES:
+        if not isinstance(datatype, str) or datatype not in DTYPES:
             raise BadRequest(f"input {name!r}: datatype must be one of {', '.join(DTYPES)}, got {datatype!r}")
         shape = _shape(raw.get("shape"), name)
         size = _parameters(raw.get("parameters"), f"input {name!r}").get("binary_data_size")
@@ -216,14 +245,17 @@ def parse_request(body: bytes, header_length: str | None) -> InferenceRequest:
         if not _is_int(size) or size < 0:
             raise BadRequest(f"input {name!r}: binary_data_size must be a non-negative integer")
         if offset + size > len(binary):
+            remain = len(binary) - offset
             raise BadRequest(
-                f"input {name!r}: binary_data_size is {size} but {len(binary) - offset} bytes of binary data remain"
+                f"input {name!r}: binary_data_size is {size} but {remain} bytes of binary data remain"
             )
-        blob = bytes(binary[offset:offset + size])
+        blob = bytes(binary[offset : offset + size])
         offset += size
         inputs.append(Tensor(name, datatype, shape, from_binary(name, datatype, shape, blob), binary=True))
     if offset != len(binary):
-        raise BadRequest(f"{len(binary) - offset} bytes of binary data follow the inputs' binary_data_size total")
+        raise BadRequest(
+            f"{len(binary) - offset} bytes of binary data follow the inputs' binary_data_size total"
+        )
     if len({t.name for t in inputs}) != len(inputs):
         raise BadRequest("an input is given twice")
     params = _parameters(doc.get("parameters"), "request")
@@ -243,7 +275,9 @@ def raw_request(body: bytes, name: str, datatype: str, item_shape: tuple[int, ..
         data.flat[0] = body
     else:
         data = from_binary(name, datatype, shape, body)
-    return InferenceRequest([Tensor(name, datatype, shape, data, binary=True)], None, {"binary_data_output": True})
+    return InferenceRequest(
+        [Tensor(name, datatype, shape, data, binary=True)], None, {"binary_data_output": True}
+    )
 
 
 def _to_binary(tensor: Tensor) -> bytes:

@@ -16,7 +16,9 @@ router = APIRouter(tags=["web"], include_in_schema=False)
 STATIC = Path(__file__).resolve().parent.parent / "static"
 _FILES = {"app.js": "text/javascript", "style.css": "text/css"}  # a fixed list: no path from the URL
 _HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; base-uri 'none'; form-action 'none'",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' blob: data:; base-uri 'none'; form-action 'none'"
+    ),
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-cache",  # revalidate (ETag): a new deployment shows its own page
 }

@@ -42,8 +42,13 @@ def client(server: LiveServer) -> Iterator[triton.InferenceServerClient]:
 
 
 def v1_top1(server: LiveServer, jpeg: bytes, **params: object) -> int:
-    response = httpx.post(f"{server.url}/v1/classify", params=params, content=jpeg,
-                          headers={"content-type": "image/jpeg"}, timeout=30)
+    response = httpx.post(
+        f"{server.url}/v1/classify",
+        params=params,
+        content=jpeg,
+        headers={"content-type": "image/jpeg"},
+        timeout=30,
+    )
     return response.json()["predictions"][0]["index"]
 
 
@@ -60,10 +65,13 @@ def test_health_metadata_and_config_through_tritonclient(client: triton.Inferenc
         client.get_model_metadata("missing")
 
 
-@pytest.mark.parametrize(("model", "crops", "v1_params"), [
-    ("tiny-0", 1, {}),
-    ("tiny", 10, {"crops": 10, "ensemble": "true"}),
-])
+@pytest.mark.parametrize(
+    ("model", "crops", "v1_params"),
+    [
+        ("tiny-0", 1, {}),
+        ("tiny", 10, {"crops": 10, "ensemble": "true"}),
+    ],
+)
 def test_real_jpegs_as_bytes_get_the_top1_of_v1_in_binary_and_json(
     server: LiveServer, client: triton.InferenceServerClient, model: str, crops: int, v1_params: dict
 ) -> None:
@@ -72,18 +80,27 @@ def test_real_jpegs_as_bytes_get_the_top1_of_v1_in_binary_and_json(
     binary_in = triton.InferInput("image", [len(jpegs), 1], "BYTES")
     binary_in.set_data_from_numpy(np.array([[j] for j in jpegs], dtype=object))  # length-prefixed binary
     json_in = triton.InferInput("image", [len(jpegs), 1], "BYTES")
-    json_in.set_data_from_numpy(np.array([[base64.b64encode(j)] for j in jpegs], dtype=object), binary_data=False)
+    json_in.set_data_from_numpy(
+        np.array([[base64.b64encode(j)] for j in jpegs], dtype=object), binary_data=False
+    )
     for inputs, binary_out in (([binary_in], True), ([json_in], False)):
         result = client.infer(
-            model, inputs, parameters={"crops": crops}, request_id="r7",
+            model,
+            inputs,
+            parameters={"crops": crops},
+            request_id="r7",
             outputs=[triton.InferRequestedOutput("probabilities", binary_data=binary_out)],
         )
         probabilities = result.as_numpy("probabilities")
         assert probabilities.shape == (len(jpegs), 1000) and result.get_response()["id"] == "r7"
         np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
         assert probabilities.argmax(axis=1).tolist() == expected
-    ranked = client.infer(model, [binary_in], parameters={"crops": crops},
-                          outputs=[triton.InferRequestedOutput("probabilities", class_count=2)])
+    ranked = client.infer(
+        model,
+        [binary_in],
+        parameters={"crops": crops},
+        outputs=[triton.InferRequestedOutput("probabilities", class_count=2)],
+    )
     assert [int(row[0].split(b":")[1]) for row in ranked.as_numpy("probabilities")] == expected
 
 
@@ -95,6 +112,7 @@ def test_errors_reach_tritonclient_as_messages(client: triton.InferenceServerCli
 
 
 # --- perf_analyzer --------------------------------------------------------------------------------
+
 
 def _glibc() -> tuple[int, ...]:
     name, _, version = (os.confstr("CS_GNU_LIBC_VERSION") or "").partition(" ")
@@ -125,15 +143,28 @@ def _compat_runtime(root: Path) -> Path:
     if not (shutil.which("apt-get") and shutil.which("dpkg-deb")):
         pytest.skip(f"glibc {'.'.join(map(str, _glibc()))} < 2.38 and no apt-get to fetch a newer runtime")
     apt, debs = root.parent / "apt", root.parent / "debs"
-    for d in (apt / "etc/apt.conf.d", apt / "etc/preferences.d", apt / "etc/sources.list.d",
-              apt / "state/lists/partial", apt / "cache/archives/partial", debs):
+    for d in (
+        apt / "etc/apt.conf.d",
+        apt / "etc/preferences.d",
+        apt / "etc/sources.list.d",
+        apt / "state/lists/partial",
+        apt / "cache/archives/partial",
+        debs,
+    ):
         d.mkdir(parents=True, exist_ok=True)
     keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
     (apt / "etc/sources.list").write_text(f"deb [signed-by={keyring}] {_debian_mirror()} trixie main\n")
-    options = [f"-o{k}={v}" for k, v in {
-        "Dir::Etc": apt / "etc", "Dir::State": apt / "state", "Dir::Cache": apt / "cache",
-        "Dir::State::status": "/var/lib/dpkg/status", "Debug::NoLocking": "1", "APT::Sandbox::User": "root",
-    }.items()]
+    options = [
+        f"-o{k}={v}"
+        for k, v in {
+            "Dir::Etc": apt / "etc",
+            "Dir::State": apt / "state",
+            "Dir::Cache": apt / "cache",
+            "Dir::State::status": "/var/lib/dpkg/status",
+            "Debug::NoLocking": "1",
+            "APT::Sandbox::User": "root",
+        }.items()
+    ]
     _run(["apt-get", *options, "update"])
     _run(["apt-get", *options, "download", *COMPAT_PACKAGES], cwd=debs)
     staging = root.with_name(root.name + ".partial")
@@ -155,14 +186,33 @@ def _install_perf_analyzer() -> list[str]:
         if not binary.exists():
             target = CACHE / f"{PERF_ANALYZER}.partial"
             shutil.rmtree(target, ignore_errors=True)
-            _run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--only-binary=:all:",
-                  "--platform", "manylinux_2_38_x86_64", "--target", str(target), f"perf-analyzer=={PERF_ANALYZER}"])
+            _run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    "--platform",
+                    "manylinux_2_38_x86_64",
+                    "--target",
+                    str(target),
+                    f"perf-analyzer=={PERF_ANALYZER}",
+                ]
+            )
             target.rename(CACHE / PERF_ANALYZER)
         binary.chmod(0o755)
         if _glibc() >= (2, 38):
             return [str(binary)]
         libdir = _compat_runtime(CACHE / "compat")
-    return [str(libdir / "ld-linux-x86-64.so.2"), "--library-path", ":".join([str(libdir), *LIBDIRS]), str(binary)]
+    return [
+        str(libdir / "ld-linux-x86-64.so.2"),
+        "--library-path",
+        ":".join([str(libdir), *LIBDIRS]),
+        str(binary),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -173,20 +223,28 @@ def perf_analyzer() -> list[str]:
 def _served_infer_requests(server: LiveServer) -> float:
     text = httpx.get(f"{server.url}/metrics").text
     return sum(
-        s.value for f in text_string_to_metric_families(text) for s in f.samples
-        if s.name == "googlenet_requests_total" and s.labels.get("route") == "/v2/models/{name}/infer"
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "googlenet_requests_total"
+        and s.labels.get("route") == "/v2/models/{name}/infer"
         and s.labels.get("status") == "200"
     )
 
 
 def _profile(perf_analyzer: list[str], server: LiveServer, *args: str) -> dict[int, float]:
     """Run perf_analyzer with short windows; its throughput at each concurrency level."""
-    cmd = [*perf_analyzer, "-u", server.url.removeprefix("http://"), "--measurement-interval", "1000",
-           "--stability-percentage", "100", "--max-trials", "5", *args]
+    # Tests do not judge performance, and other work shares these cores: a loose stability
+    # criterion keeps perf_analyzer from giving up on a level (it then skips the higher ones).
+    cmd = [*perf_analyzer, "-u", server.url.removeprefix("http://"), "--measurement-interval", "1000"]
+    cmd += ["--stability-percentage", "1000", "--max-trials", "5", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert proc.returncode == 0, report
     found = re.findall(r"^Concurrency: (\d+), throughput: ([\d.]+) infer/sec", proc.stdout, re.M)
-    return {int(c): float(t) for c, t in found}
+    throughput = {int(c): float(t) for c, t in found}
+    assert throughput and all(t > 0 for t in throughput.values()), report
+    return throughput
 
 
 def test_perf_analyzer_drives_the_ensemble_with_real_jpegs(
@@ -202,11 +260,15 @@ def test_perf_analyzer_drives_the_ensemble_with_real_jpegs(
     data = tmp_path / "jpegs.json"
     data.write_text(json.dumps({"data": entries}))
     before = _served_infer_requests(server)
-    throughput = _profile(perf_analyzer, server, "-m", "tiny", "--input-data", str(data), "--concurrency-range", "1:4")
-    assert sorted(throughput) == [1, 2, 3, 4] and all(t > 0 for t in throughput.values())
+    throughput = _profile(
+        perf_analyzer, server, "-m", "tiny", "--input-data", str(data), "--concurrency-range", "1:4"
+    )
+    assert sorted(throughput) == [1, 2, 3, 4]
     assert _served_infer_requests(server) - before >= 4  # the requests really went through the service
 
 
-def test_perf_analyzer_drives_the_tensor_form_in_batches(perf_analyzer: list[str], server: LiveServer) -> None:
+def test_perf_analyzer_drives_the_tensor_form_in_batches(
+    perf_analyzer: list[str], server: LiveServer
+) -> None:
     throughput = _profile(perf_analyzer, server, "-m", "tiny-0-tensor", "-b", "2", "--concurrency-range", "1")
-    assert list(throughput) == [1] and throughput[1] > 0
+    assert list(throughput) == [1]

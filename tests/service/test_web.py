@@ -24,8 +24,13 @@ from tests.tiny_models import write_repository
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 ARTIFACTS = ROOT / "test-artifacts"
 TIMEOUT_MS = 30_000
@@ -33,7 +38,10 @@ TIMEOUT_MS = 30_000
 
 def _apt_get(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["apt-get", "-o", "DPkg::Lock::Timeout=300", *args], capture_output=True, text=True, timeout=900,
+        ["apt-get", "-o", "DPkg::Lock::Timeout=300", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
         env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
     )
 
@@ -94,11 +102,15 @@ def rows(page: object) -> list[tuple[str, str]]:
     # Locator assertions, not wait_for_function: the page's CSP forbids the eval that polling uses.
     expect(page.locator("body")).not_to_have_class(re.compile("busy"))
     expect(page.locator("#results .row")).to_have_count(5)
-    return [(r.locator(".label").inner_text(), r.locator(".value").inner_text())
-            for r in page.locator("#results .row").all()]
+    return [
+        (r.locator(".label").inner_text(), r.locator(".value").inner_text())
+        for r in page.locator("#results .row").all()
+    ]
 
 
-def test_uploading_a_real_jpeg_shows_five_labelled_bars_and_timings(page: object, page_server: LiveServer) -> None:
+def test_uploading_a_real_jpeg_shows_five_labelled_bars_and_timings(
+    page: object, page_server: LiveServer
+) -> None:
     jpeg = next(p for p in sample_jpegs() if "tench" in p.name)
     page.set_input_files("#file", str(jpeg))
     top = rows(page)
@@ -137,10 +149,13 @@ def test_dropping_an_image_classifies_it(page: object) -> None:
     assert page.locator("#file-name").inner_text().startswith("dropped.jpeg")
 
 
-@pytest.mark.parametrize(("name", "mime", "data", "status", "code"), [
-    ("notes.txt", "text/plain", b"not a picture", "415", "unsupported_media_type"),
-    ("broken.jpg", "image/jpeg", b"\xff\xd8\xff\xe0 truncated", "422", "invalid_image"),
-])
+@pytest.mark.parametrize(
+    ("name", "mime", "data", "status", "code"),
+    [
+        ("notes.txt", "text/plain", b"not a picture", "415", "unsupported_media_type"),
+        ("broken.jpg", "image/jpeg", b"\xff\xd8\xff\xe0 truncated", "422", "invalid_image"),
+    ],
+)
 def test_rejected_files_show_the_json_error(
     page: object, name: str, mime: str, data: bytes, status: str, code: str
 ) -> None:
@@ -157,7 +172,9 @@ def test_the_page_and_its_files_are_served_with_a_strict_policy(page_server: Liv
         script = client.get("/static/app.js")
         missing = client.get("/static/../app.py")
         unknown = client.get("/static/secret.txt")
-    assert index.headers["content-type"].startswith("text/html") and "default-src 'self'" in index.headers[
-        "content-security-policy"]
+    assert (
+        index.headers["content-type"].startswith("text/html")
+        and "default-src 'self'" in index.headers["content-security-policy"]
+    )
     assert script.headers["content-type"].startswith("text/javascript") and "classify" in script.text
     assert missing.status_code == 404 and unknown.status_code == 404 and unknown.json()["error"]
