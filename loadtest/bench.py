@@ -178,8 +178,10 @@ def run_bench(config: BenchConfig) -> int:
                       label=label)
 
     say("(c) the service")
+    # A 144x7 request is ~1,000 evaluations (~25 s on 2 cores): the default 30-s request timeout is a
+    # latency policy, not a capacity, so it is lifted here (--service-args can set it back).
     service_cmd = ["--model-repository", str(config.model_repository), "--providers", "cpu",
-                   "--log-level", "warning", *config.service_args]
+                   "--log-level", "warning", "--request-timeout-ms", "900000", *config.service_args]
     with ServerProcess("service", service_cmd, log=log) as server:
         report["service"] = _one_crop_suite(phases(server, "service"), config, None)
         report["service"]["modes"] = _heavy_modes(phases(server, "service"), config)
