@@ -105,6 +105,7 @@ def build(
         raise FileExistsError(f"{output} exists and is not a model repository: not overwriting it")
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the service often runs as another user
     try:
         (staging / "labels.tsv").write_text("".join(f"{i}\t{w}\t{n}\n" for i, (w, n) in enumerate(rows)),
                                             encoding="utf-8")

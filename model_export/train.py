@@ -2,7 +2,7 @@
 
     python -m model_export train --data /data/imagenet --out-dir runs/googlenet-0 --seed 0
     python -m model_export train --data /data/imagenet --out-dir runs/googlenet-0 --seed 0 --resume
-    python -m model_export train --data shapes --out-dir runs/tiny --width 0.125 --epochs 12 --device cpu
+    python -m model_export train --data runs/shapes --out-dir runs/tiny --variant torchvision --width 0.125 --device cpu
 
 Writes out_dir/checkpoint.pt (every epoch), out_dir/metrics.jsonl (one line per epoch) and
 out_dir/metrics.png. Epoch e draws its shuffle, crops and dropout from seed (seed, e) alone, so a
@@ -45,7 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="data loader processes")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda, cuda:1 ...")
     p.add_argument("--no-amp", action="store_true", help="disable float16 autocast (only used on CUDA)")
-    p.add_argument("--seed", type=int, default=0, help="initial weights and every random draw of the run")
+    p.add_argument("--seed", type=int, default=0, help="every random draw of the run (order, crops, dropout)")
+    p.add_argument("--init-seed", type=int, help="initial weights (default: --seed); the paper's ensemble "
+                                                 "shares one init and differs in sampling (section 7)")
     p.add_argument("--resume", action="store_true", help="continue from out_dir/checkpoint.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -83,7 +85,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
     # ---- model, optimizer, schedule, averaging
     config = GoogLeNetConfig(variant=args.variant, width=args.width, num_classes=args.num_classes, aux_logits=True)
-    model = build(config, seed=args.seed).to(device)
+    model = build(config, seed=args.seed if args.init_seed is None else args.init_seed).to(device)
     opt = recipe.optimizer(model, lr=args.lr, weight_decay=args.weight_decay)
     schedule = recipe.lr_schedule(opt, step_epochs=args.lr_step_epochs)
     averaged = recipe.polyak(model, kind=args.averaging, decay=args.ema_decay)
