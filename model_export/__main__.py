@@ -28,14 +28,31 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m model_export", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
     commands = (
-        ("summary", "per-layer shapes, params and multiply-adds next to the paper's Table 1", _summary, summary.main),
+        (
+            "summary",
+            "per-layer shapes, params and multiply-adds next to the paper's Table 1",
+            _summary,
+            summary.main,
+        ),
         ("train", "train with the paper's recipe on an ImageFolder tree", train.add_arguments, train.main),
-        ("evaluate", "Table 3: top-1/top-5 error for 1/10/144 crops and 1..7 models", evaluate.add_arguments,
-         evaluate.main),
-        ("export", "one model to ONNX (fp32, fp16) with parity checks and model.json", export.add_arguments,
-         export.main),
-        ("build-repository", "the service's model repository (7 members)", repository.add_arguments,
-         repository.main),
+        (
+            "evaluate",
+            "Table 3: top-1/top-5 error for 1/10/144 crops and 1..7 models",
+            evaluate.add_arguments,
+            evaluate.main,
+        ),
+        (
+            "export",
+            "one model to ONNX (fp32, fp16) with parity checks and model.json",
+            export.add_arguments,
+            export.main,
+        ),
+        (
+            "build-repository",
+            "the service's model repository (7 members)",
+            repository.add_arguments,
+            repository.main,
+        ),
         ("make-dataset", "write a generated ImageFolder dataset of textures", _make_dataset, synthetic.main),
     )
     for name, help_text, add_arguments, run in commands:

@@ -34,8 +34,10 @@ def inference_model(path: str | Path) -> tuple[GoogLeNet, dict[str, Any]]:
     """
     state = load(path)
     if "config" not in state:
-        raise ValueError(f"{path} is not a training checkpoint of this package (no 'config'); "
-                         "for torchvision's googlenet weights use --torchvision-weights")
+        raise ValueError(
+            f"{path} is not a training checkpoint of this package (no 'config'); "
+            "for torchvision's googlenet weights use --torchvision-weights"
+        )
     config = replace(GoogLeNetConfig(**state["config"]), aux_logits=False)
     model = build(config)
     weights = state.get("averaged_model") or state["model"]

@@ -24,8 +24,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Paper section 6: "bilinear, area, nearest neighbor and cubic, with equal probability".
 # PIL's BOX filter is the "area" resampling.
-INTERPOLATIONS = (InterpolationMode.BILINEAR, InterpolationMode.BOX, InterpolationMode.NEAREST,
-                  InterpolationMode.BICUBIC)
+INTERPOLATIONS = (
+    InterpolationMode.BILINEAR,
+    InterpolationMode.BOX,
+    InterpolationMode.NEAREST,
+    InterpolationMode.BICUBIC,
+)
 
 # AlexNet's PCA lighting noise (Krizhevsky et al. 2012, 4.1): eigen-decomposition of the RGB
 # covariance of ImageNet pixels in [0, 1], as published with fb.resnet.torch's transforms.lua.
@@ -65,18 +69,20 @@ class Lighting(nn.Module):
 
 def train_transform(size: int = 224, *, lighting_std: float = 0.1) -> transforms.Compose:
     """The paper's post-competition sampling (section 6; googlenet-spec.md 3.1-3.2)."""
-    return transforms.Compose([
-        # Area uniform in 8%..100% of the image, aspect ratio in [3/4, 4/3], random filter.
-        RandomInterpolationResizedCrop(size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)),
-        transforms.RandomHorizontalFlip(),
-        # Howard's distortions: brightness, contrast and saturation factors in [0.5, 1.5], applied in
-        # a random order; torchvision's ColorJitter draws a fresh order per image (PIL ImageEnhance).
-        transforms.ColorJitter(brightness=0.5, contrast=0.5, saturation=0.5),
-        transforms.PILToTensor(),
-        transforms.ConvertImageDtype(torch.float32),
-        Lighting(lighting_std),  # then AlexNet's lighting noise (Howard section 2)
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+    return transforms.Compose(
+        [
+            # Area uniform in 8%..100% of the image, aspect ratio in [3/4, 4/3], random filter.
+            RandomInterpolationResizedCrop(size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)),
+            transforms.RandomHorizontalFlip(),
+            # Howard's distortions: brightness, contrast and saturation factors in [0.5, 1.5], applied in
+            # a random order; torchvision's ColorJitter draws a fresh order per image (PIL ImageEnhance).
+            transforms.ColorJitter(brightness=0.5, contrast=0.5, saturation=0.5),
+            transforms.PILToTensor(),
+            transforms.ConvertImageDtype(torch.float32),
+            Lighting(lighting_std),  # then AlexNet's lighting noise (Howard section 2)
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
 
 
 class ServiceCrop:

@@ -37,8 +37,13 @@ def torch_member(path: str | Path, *, batch_rows: int = 64) -> Member:
 
     def run(crops: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return np.concatenate([model(torch.from_numpy(crops[i:i + batch_rows])).numpy()
-                                   for i in range(0, len(crops), batch_rows)])
+            return np.concatenate(
+                [
+                    model(torch.from_numpy(crops[i : i + batch_rows])).numpy()
+                    for i in range(0, len(crops), batch_rows)
+                ]
+            )
+
     return run
 
 
@@ -49,8 +54,14 @@ def onnx_members(repository: str | Path, precision: str = "fp32") -> list[tuple[
     members = []
     for name in names:
         record = json.loads((root / name / "model.json").read_text())
-        files = sorted(((int(f.split("/")[0]), f) for f, info in record["files"].items()
-                        if info["precision"] == precision), reverse=True)
+        files = sorted(
+            (
+                (int(f.split("/")[0]), f)
+                for f, info in record["files"].items()
+                if info["precision"] == precision
+            ),
+            reverse=True,
+        )
         if not files:
             raise FileNotFoundError(f"{name} has no {precision} file")
         session = ort.InferenceSession(str(root / name / files[0][1]), providers=["CPUExecutionProvider"])
@@ -70,7 +81,9 @@ def _read_bytes(path: str) -> bytes:
     return Path(path).read_bytes()
 
 
-def collect(members: list[Member], images: datasets.ImageFolder, crops: tuple[int, ...], *, progress: bool = True):
+def collect(
+    members: list[Member], images: datasets.ImageFolder, crops: tuple[int, ...], *, progress: bool = True
+):
     """probs[(member, crops)]: [images, classes] crop-averaged probabilities; targets: [images]."""
     probs: dict[tuple[int, int], list[np.ndarray]] = {(m, c): [] for m in range(len(members)) for c in crops}
     targets = []
@@ -83,17 +96,27 @@ def collect(members: list[Member], images: datasets.ImageFolder, crops: tuple[in
     return {k: np.stack(v) for k, v in probs.items()}, np.array(targets)
 
 
-def table(probs: dict[tuple[int, int], np.ndarray], targets: np.ndarray, models: tuple[int, ...],
-          crops: tuple[int, ...]) -> list[dict]:
+def table(
+    probs: dict[tuple[int, int], np.ndarray],
+    targets: np.ndarray,
+    models: tuple[int, ...],
+    crops: tuple[int, ...],
+) -> list[dict]:
     rows = []
     for k in models:
         for c in crops:
             ensemble = np.mean([probs[(m, c)] for m in range(k)], axis=0)  # average over the first k models
             top5 = np.argsort(-ensemble, axis=1)[:, :5]
-            rows.append({"models": k, "crops": c, "cost": k * c,
-                         "top1_error": float((top5[:, 0] != targets).mean()),
-                         "top5_error": float((top5 != targets[:, None]).all(axis=1).mean()),
-                         "paper_top5_error": PAPER_TOP5.get((k, c))})
+            rows.append(
+                {
+                    "models": k,
+                    "crops": c,
+                    "cost": k * c,
+                    "top1_error": float((top5[:, 0] != targets).mean()),
+                    "top5_error": float((top5 != targets[:, None]).all(axis=1).mean()),
+                    "paper_top5_error": PAPER_TOP5.get((k, c)),
+                }
+            )
     base = rows[0]["top5_error"]
     for r in rows:
         r["delta_top5"] = r["top5_error"] - base
@@ -101,14 +124,19 @@ def table(probs: dict[tuple[int, int], np.ndarray], targets: np.ndarray, models:
 
 
 def render(rows: list[dict], images: int) -> str:
-    lines = [f"{images} validation images; probabilities averaged over crops, then over models", "",
-             "| models | crops | cost | top-1 error | top-5 error | compared to base | paper top-5 |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"{images} validation images; probabilities averaged over crops, then over models",
+        "",
+        "| models | crops | cost | top-1 error | top-5 error | compared to base | paper top-5 |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for i, r in enumerate(rows):
         delta = "base" if i == 0 else f"{100 * r['delta_top5']:+.2f}%"
         paper = "" if r["paper_top5_error"] is None else f"{r['paper_top5_error']:.2f}%"
-        lines.append(f"| {r['models']} | {r['crops']} | {r['cost']} | {100 * r['top1_error']:.2f}% | "
-                     f"{100 * r['top5_error']:.2f}% | {delta} | {paper} |")
+        lines.append(
+            f"| {r['models']} | {r['crops']} | {r['cost']} | {100 * r['top1_error']:.2f}% | "
+            f"{100 * r['top5_error']:.2f}% | {delta} | {paper} |"
+        )
     return "\n".join(lines)
 
 
@@ -136,7 +164,7 @@ def main(args: argparse.Namespace) -> list[dict]:
         members = [run for _, run in onnx_members(args.repository, args.precision)]
     models = tuple(sorted({min(int(k), len(members)) for k in args.models.split(",")}))
     images = val_images(args.data, args.limit)
-    probs, targets = collect(members[:max(models)], images, crops, progress=not args.no_progress)
+    probs, targets = collect(members[: max(models)], images, crops, progress=not args.no_progress)
     rows = table(probs, targets, models, crops)
     print(render(rows, len(targets)))
     if args.json:

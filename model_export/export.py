@@ -1,4 +1,4 @@
-"""`export`: one model to `<name>/<version>/model.onnx` (+ fp16) and `<name>/model.json`, parity-checked first.
+"""`export`: one model to `<name>/<version>/model.onnx` (+ fp16) and `<name>/model.json`, checked first.
 
     python -m model_export export --checkpoint runs/googlenet-0/checkpoint.pt --name googlenet-0
     python -m model_export export --torchvision-weights googlenet-1378be20.pth --name googlenet-0
@@ -14,7 +14,7 @@ import argparse
 import hashlib
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +45,15 @@ class ParityError(RuntimeError):
 def parity_images(count: int = 8, directory: str | Path | None = None) -> tuple[np.ndarray, str]:
     """uint8 [count, 224, 224, 3] center crops (the service's 1-crop geometry), and where they came from."""
     folder = Path(directory) if directory else DEFAULT_IMAGES
-    files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".jpeg", ".jpg", ".png")) if folder.is_dir() else []
+    files = (
+        sorted(p for p in folder.glob("*") if p.suffix.lower() in (".jpeg", ".jpg", ".png"))
+        if folder.is_dir()
+        else []
+    )
     if files:
-        picked = [files[round(i * len(files) / count)] for i in range(min(count, len(files)))]  # spread over classes
+        picked = [
+            files[round(i * len(files) / count)] for i in range(min(count, len(files)))
+        ]  # spread over classes
         crops = [preprocess(p.read_bytes(), 1, max_pixels=MAX_PIXELS)[0] for p in picked]
         return np.stack(crops), f"{len(crops)} photos from {folder.name}/"
     if directory:
@@ -63,7 +69,9 @@ def reference(model: GoogLeNet, images: np.ndarray) -> np.ndarray:
         return onnx_graph.Deployed(model.eval())(torch.from_numpy(images)).numpy()
 
 
-def check_parity(onnx_bytes: bytes, images: np.ndarray, expected: np.ndarray, precision: str, source: str) -> dict:
+def check_parity(
+    onnx_bytes: bytes, images: np.ndarray, expected: np.ndarray, precision: str, source: str
+) -> dict:
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     got = session.run([onnx_graph.OUTPUT], {onnx_graph.INPUT: images})[0]
     if got.dtype != np.float32 or got.shape != expected.shape:
@@ -107,22 +115,37 @@ def write_member(
         parity = check_parity(data, pixels, expected, precision, source)  # before anything is written
         relative = f"{version}/{FILES[precision]}"
         (folder / relative).write_bytes(data)
-        files[relative] = {"precision": precision, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
-                           "parity": parity}
+        files[relative] = {
+            "precision": precision,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "bytes": len(data),
+            "parity": parity,
+        }
     record = {
         "name": name,
         "architecture": model.config.variant,
         "width_multiplier": model.config.width,
         # In [0, 1] units, applied inside the graph; one mean/std for both variants (data.py).
-        "input": {"name": onnx_graph.INPUT, "dtype": "uint8", "layout": "NHWC", "shape": [-1, 224, 224, 3],
-                  "color": "RGB", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
-        "output": {"name": onnx_graph.OUTPUT, "dtype": "float32", "classes": model.config.num_classes,
-                   "softmax": True},
+        "input": {
+            "name": onnx_graph.INPUT,
+            "dtype": "uint8",
+            "layout": "NHWC",
+            "shape": [-1, 224, 224, 3],
+            "color": "RGB",
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+        },
+        "output": {
+            "name": onnx_graph.OUTPUT,
+            "dtype": "float32",
+            "classes": model.config.num_classes,
+            "softmax": True,
+        },
         "files": files,
         "trained": trained,
         "weights": weights,
         "opset": onnx_graph.OPSET,
-        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     (folder / "model.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
@@ -132,16 +155,28 @@ def from_checkpoint(path: str | Path) -> tuple[GoogLeNet, dict[str, Any], bool]:
     """A training checkpoint's averaged model, its model.json "weights" record, and whether it was trained."""
     model, state = checkpoint.inference_model(path)
     last = state["history"][-1] if state.get("history") else {}
-    weights = {"source": "checkpoint", "file": Path(path).name, "seed": state.get("args", {}).get("seed"),
-               "dataset": state.get("dataset"), "classes": len(state.get("classes", [])), "epochs": state.get("epoch", 0),
-               "recipe": state.get("recipe", {}), "top1": last.get("val_top1"), "top5": last.get("val_top5")}
+    weights = {
+        "source": "checkpoint",
+        "file": Path(path).name,
+        "seed": state.get("args", {}).get("seed"),
+        "dataset": state.get("dataset"),
+        "classes": len(state.get("classes", [])),
+        "epochs": state.get("epoch", 0),
+        "recipe": state.get("recipe", {}),
+        "top1": last.get("val_top1"),
+        "top5": last.get("val_top5"),
+    }
     return model, weights, weights["epochs"] > 0
 
 
 def from_torchvision(path: str | Path) -> tuple[GoogLeNet, dict[str, Any], bool]:
     data = Path(path).read_bytes()
-    weights = {"source": "torchvision", "file": Path(path).name, "sha256": hashlib.sha256(data).hexdigest(),
-               "dataset": "ImageNet-1K (ILSVRC-2012)"}
+    weights = {
+        "source": "torchvision",
+        "file": Path(path).name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "dataset": "ImageNet-1K (ILSVRC-2012)",
+    }
     if weights["sha256"].startswith("1378be20"):  # torchvision names files by their hash prefix
         weights |= {"published_top1": 0.69778, "published_top5": 0.8953}  # torchvision docs, 1 crop
     return load_torchvision_weights(str(path)).eval(), weights, True
@@ -155,7 +190,9 @@ def from_seed(variant: str, width: float, seed: int) -> tuple[GoogLeNet, dict[st
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="a checkpoint.pt written by `train` (its Polyak-averaged weights)")
+    source.add_argument(
+        "--checkpoint", help="a checkpoint.pt written by `train` (its Polyak-averaged weights)"
+    )
     source.add_argument("--torchvision-weights", help="local googlenet-1378be20.pth (never downloaded)")
     source.add_argument("--random-init", action="store_true", help="seeded random weights: UNTRAINED")
     p.add_argument("--variant", choices=VARIANTS, default="paper", help="with --random-init")
@@ -165,8 +202,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default="googlenet-0", help="member folder name")
     p.add_argument("--version", type=int, default=1, help="version folder")
     p.add_argument("--precision", default="fp32,fp16", help="comma-separated: fp32, fp16")
-    p.add_argument("--parity-images", help="folder of images for the parity check (default: ../shared/data "
-                                           "samples next to the repository, else generated images)")
+    p.add_argument(
+        "--parity-images",
+        help="folder of images for the parity check (default: ../shared/data "
+        "samples next to the repository, else generated images)",
+    )
     p.add_argument("--parity-count", type=int, default=16)
 
 
@@ -185,13 +225,22 @@ def main(args: argparse.Namespace) -> None:
         model, weights, trained = from_torchvision(args.torchvision_weights)
     else:
         model, weights, trained = from_seed(args.variant, args.width, args.seed)
-    record = write_member(args.output, args.name, model, weights=weights, trained=trained,
-                          precisions=parse_precisions(args.precision), version=args.version,
-                          images=parity_images(args.parity_count, args.parity_images))
+    record = write_member(
+        args.output,
+        args.name,
+        model,
+        weights=weights,
+        trained=trained,
+        precisions=parse_precisions(args.precision),
+        version=args.version,
+        images=parity_images(args.parity_count, args.parity_images),
+    )
     for file, info in record["files"].items():
         p = info["parity"]
-        print(f"{args.output}/{args.name}/{file}: {info['bytes']:,} bytes, vs torch on {p['images']}: "
-              f"max |dp| {p['max_abs_diff']:.2e}, top-1 agreement {p['top1_agreement']:.0%}")
+        print(
+            f"{args.output}/{args.name}/{file}: {info['bytes']:,} bytes, vs torch on {p['images']}: "
+            f"max |dp| {p['max_abs_diff']:.2e}, top-1 agreement {p['top1_agreement']:.0%}"
+        )
     if not trained:
-        print("WARNING: random-init weights, NOT TRAINED (model.json says \"trained\": false)")
+        print('WARNING: random-init weights, NOT TRAINED (model.json says "trained": false)')
     print(f"done in {time.perf_counter() - started:.1f} s")

@@ -54,7 +54,7 @@ class GoogLeNet(nn.Module):
         w = _widen(config.width)
         conv = BasicConv2d if not paper else BiasConv2d
         # The paper/Caffe sizes hold only with ceil rounding: 112 -> 56 -> 28 -> 14 -> 7 (spec 2.2).
-        pool = lambda k: nn.MaxPool2d(k, stride=2, ceil_mode=True)  # noqa: E731
+        pool = lambda k: nn.MaxPool2d(k, stride=2, ceil_mode=True)
 
         # Table 1, one line per row: type, patch/stride, output size (depth)
         self.conv1 = conv(3, w(64), kernel_size=7, stride=2, padding=3)  # conv 7x7/2, 112x112x64
@@ -65,8 +65,8 @@ class GoogLeNet(nn.Module):
         self.lrn2 = LocalResponseNorm() if paper else nn.Identity()  # before pool2 (spec 2.1)
         self.maxpool2 = pool(3)  # max pool 3x3/2, 28x28x192
 
-        block = lambda *ch: Inception(*map(w, ch), conv=conv, five=5 if paper else 3)  # noqa: E731
-        #                             in   1x1  3x3r  3x3  5x5r  5x5  pool proj
+        block = lambda *ch: Inception(*map(w, ch), conv=conv, five=5 if paper else 3)
+        # block(in, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj): the Table 1 columns
         self.inception3a = block(192, 64, 96, 128, 16, 32, 32)  # 28x28x256
         self.inception3b = block(256, 128, 128, 192, 32, 96, 64)  # 28x28x480
         self.maxpool3 = pool(3)  # 14x14x480
@@ -167,7 +167,8 @@ class Inception(nn.Module):
         )
         # five=3 reproduces torchvision's known 3x3-for-5x5 deviation (vision#906, spec 7.1).
         self.branch3 = nn.Sequential(
-            conv(in_channels, ch5x5red, kernel_size=1), conv(ch5x5red, ch5x5, kernel_size=five, padding=five // 2)
+            conv(in_channels, ch5x5red, kernel_size=1),
+            conv(ch5x5red, ch5x5, kernel_size=five, padding=five // 2),
         )
         self.branch4 = nn.Sequential(
             nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True),
@@ -182,7 +183,9 @@ class Inception(nn.Module):
 class InceptionAux(nn.Module):
     """Training-only classifier (spec 2.5): avgpool 5x5/3, 1x1 conv 128, FC 1024, dropout 0.7, linear."""
 
-    def __init__(self, in_channels: int, num_classes: int, *, conv: type[nn.Module], paper: bool, width: float):
+    def __init__(
+        self, in_channels: int, num_classes: int, *, conv: type[nn.Module], paper: bool, width: float
+    ):
         super().__init__()
         w = _widen(width)
         self.paper = paper
@@ -245,7 +248,7 @@ class LocalResponseNorm(nn.Module):
 
 
 def _widen(width: float):
-    return lambda channels: max(1, int(round(channels * width)))
+    return lambda channels: max(1, round(channels * width))
 
 
 def _init_caffe(model: nn.Module) -> None:

@@ -42,8 +42,14 @@ def trace(model: GoogLeNet) -> onnx.ModelProto:
     example = torch.zeros(2, 224, 224, 3, dtype=torch.uint8)
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress steps
         program = torch.onnx.export(
-            deployed, (example,), input_names=[INPUT], output_names=[OUTPUT], opset_version=OPSET,
-            dynamo=True, dynamic_shapes={"image": {0: torch.export.Dim("batch")}}, verbose=False,
+            deployed,
+            (example,),
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            opset_version=OPSET,
+            dynamo=True,
+            dynamic_shapes={"image": {0: torch.export.Dim("batch")}},
+            verbose=False,
         )
     return program.model_proto
 
@@ -93,7 +99,9 @@ def bind(template: onnx.ModelProto, state: dict[str, Tensor]) -> onnx.ModelProto
             continue
         value = state[key].detach().cpu().numpy()
         if tuple(init.dims) != value.shape:
-            raise ValueError(f"initializer {init.name} has shape {tuple(init.dims)}, the model's is {value.shape}")
+            raise ValueError(
+                f"initializer {init.name} has shape {tuple(init.dims)}, the model's is {value.shape}"
+            )
         init.CopyFrom(numpy_helper.from_array(value.astype(np.float32), init.name))
         wanted.discard(key)
     if wanted:

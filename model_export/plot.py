@@ -9,7 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; training machines have no display
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def plot_history(history: list[dict[str, Any]], path: str | Path, *, title: str = "") -> None:

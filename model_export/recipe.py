@@ -1,4 +1,4 @@
-"""The paper's training recipe (section 6), one testable piece each: optimizer, LR schedule, losses, Polyak averaging.
+"""The paper's training recipe (section 6), one piece each: optimizer, LR schedule, losses, Polyak averaging.
 
 Where the paper is silent (base LR, batch size, weight decay) the BVLC reproduction's values are the
 defaults (googlenet-spec.md 3.3).

@@ -1,8 +1,8 @@
-"""`build-repository`: the service's model repository (labels, ensemble, 7 members); see docs/model-repository.md.
+"""`build-repository`: the service's model repository (labels, ensemble, members); docs/model-repository.md.
 
-    python -m model_export build-repository --if-missing                  # seeded random init: UNTRAINED
-    python -m model_export build-repository --checkpoints runs/g*/checkpoint.pt
-    python -m model_export build-repository --torchvision-weights googlenet-1378be20.pth
+python -m model_export build-repository --if-missing                  # seeded random init: UNTRAINED
+python -m model_export build-repository --checkpoints runs/g*/checkpoint.pt
+python -m model_export build-repository --torchvision-weights googlenet-1378be20.pth
 """
 
 from __future__ import annotations
@@ -107,11 +107,13 @@ def build(
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; the service often runs as another user
     try:
-        (staging / "labels.tsv").write_text("".join(f"{i}\t{w}\t{n}\n" for i, (w, n) in enumerate(rows)),
-                                            encoding="utf-8")
+        (staging / "labels.tsv").write_text(
+            "".join(f"{i}\t{w}\t{n}\n" for i, (w, n) in enumerate(rows)), encoding="utf-8"
+        )
         names = [member_name(i) for i in range(len(sources))]
         (staging / "ensemble.json").write_text(
-            json.dumps({"name": ENSEMBLE, "members": names, "primary": names[0]}, indent=2) + "\n")
+            json.dumps({"name": ENSEMBLE, "members": names, "primary": names[0]}, indent=2) + "\n"
+        )
         images = export.parity_images(parity_count, parity_images)
         exporter = Exporter()  # one trace per architecture (onnx_graph.Exporter)
         records = []
@@ -124,9 +126,21 @@ def build(
                 width = WIDER_WIDTH if i == WIDER_MEMBER else 1.0
                 model, weights, trained = export.from_seed("paper", width, seed + i)
             if model.config.num_classes != CLASSES:
-                raise ValueError(f"{source}: {model.config.num_classes} classes, the repository needs {CLASSES}")
-            records.append(export.write_member(staging, names[i], model, weights=weights, trained=trained,
-                                               precisions=precisions, images=images, exporter=exporter))
+                raise ValueError(
+                    f"{source}: {model.config.num_classes} classes, the repository needs {CLASSES}"
+                )
+            records.append(
+                export.write_member(
+                    staging,
+                    names[i],
+                    model,
+                    weights=weights,
+                    trained=trained,
+                    precisions=precisions,
+                    images=images,
+                    exporter=exporter,
+                )
+            )
         if output.exists():
             shutil.rmtree(output)
         staging.rename(output)
@@ -137,15 +151,25 @@ def build(
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", default="model_repository", help="repository root (default: model_repository)")
-    p.add_argument("--if-missing", action="store_true", help="do nothing if a valid repository is there already")
-    p.add_argument("--checkpoints", nargs="+", default=[], help="checkpoint.pt files from `train`, one per member")
+    p.add_argument(
+        "--if-missing", action="store_true", help="do nothing if a valid repository is there already"
+    )
+    p.add_argument(
+        "--checkpoints", nargs="+", default=[], help="checkpoint.pt files from `train`, one per member"
+    )
     p.add_argument("--torchvision-weights", help="local googlenet-1378be20.pth: member 0 (never downloaded)")
-    p.add_argument("--members", type=int, help=f"random-init members (default {MEMBERS}); else one per source")
+    p.add_argument(
+        "--members", type=int, help=f"random-init members (default {MEMBERS}); else one per source"
+    )
     p.add_argument("--precision", default="fp32,fp16", help="comma-separated: fp32, fp16 (default both)")
-    p.add_argument("--labels", help="index<TAB>wnid<TAB>name, 1000 rows (default: torchvision's names, no wnids)")
+    p.add_argument(
+        "--labels", help="index<TAB>wnid<TAB>name, 1000 rows (default: torchvision's names, no wnids)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random-init member i uses seed + i")
-    p.add_argument("--parity-images", help="images for the parity checks (default: ../shared/data samples, "
-                                           "else generated)")
+    p.add_argument(
+        "--parity-images",
+        help="images for the parity checks (default: ../shared/data samples, else generated)",
+    )
     p.add_argument("--parity-count", type=int, default=8, help="images per parity check")
 
 
@@ -154,16 +178,28 @@ def main(args: argparse.Namespace) -> None:
         print(f"{args.output}: a valid repository is there already (--if-missing): nothing to do")
         return
     started = time.perf_counter()
-    records = build(args.output, checkpoints=args.checkpoints, torchvision_weights=args.torchvision_weights,
-                    members=args.members, precisions=export.parse_precisions(args.precision), labels=args.labels,
-                    seed=args.seed, parity_images=args.parity_images, parity_count=args.parity_count)
+    records = build(
+        args.output,
+        checkpoints=args.checkpoints,
+        torchvision_weights=args.torchvision_weights,
+        members=args.members,
+        precisions=export.parse_precisions(args.precision),
+        labels=args.labels,
+        seed=args.seed,
+        parity_images=args.parity_images,
+        parity_count=args.parity_count,
+    )
     for r in records:
         worst = max(f["parity"]["max_abs_diff"] for f in r["files"].values() if f["precision"] == "fp32")
-        print(f"  {r['name']}: {r['architecture']} x{r['width_multiplier']:g}, {r['weights']['source']}, "
-              f"trained={str(r['trained']).lower()}, files {', '.join(r['files'])}, fp32 max |dp| {worst:.1e}")
+        print(
+            f"  {r['name']}: {r['architecture']} x{r['width_multiplier']:g}, {r['weights']['source']}, "
+            f"trained={str(r['trained']).lower()}, files {', '.join(r['files'])}, fp32 max |dp| {worst:.1e}"
+        )
     untrained = [r["name"] for r in records if not r["trained"]]
     if untrained:
         bar = "!" * 78
-        print(f"{bar}\n  UNTRAINED: {', '.join(untrained)} hold seeded RANDOM weights (\"trained\": false in\n"
-              f"  model.json). The service runs, but its predictions mean nothing.\n{bar}")
+        print(
+            f'{bar}\n  UNTRAINED: {", ".join(untrained)} hold seeded RANDOM weights ("trained": false in\n'
+            f"  model.json). The service runs, but its predictions mean nothing.\n{bar}"
+        )
     print(f"wrote {args.output} ({len(records)} members) in {time.perf_counter() - started:.1f} s")

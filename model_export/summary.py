@@ -84,7 +84,9 @@ def summarize(config: GoogLeNetConfig) -> dict[str, Any]:
     def record_shape(name: str):
         return lambda _m, _i, out: shapes.__setitem__(name, tuple(out.shape[1:]))
 
-    handles = [m.register_forward_hook(count_macs) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    handles = [
+        m.register_forward_hook(count_macs) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
     handles += [getattr(model, n).register_forward_hook(record_shape(n)) for n, _ in model.named_children()]
     with torch.no_grad():
         model(torch.zeros(1, 3, 224, 224))
@@ -97,8 +99,15 @@ def summarize(config: GoogLeNetConfig) -> dict[str, Any]:
         if modules and all(isinstance(m, nn.Identity) for m in modules):
             continue  # torchvision has no LRN
         out = shapes[paper.modules[-1]] if modules else shapes["fc"]
-        row = Row(paper.name, paper.type, paper.patch, _hwc(out), paper.output,
-                  paper_params_k=paper.params_k, paper_ops_m=paper.ops_m)
+        row = Row(
+            paper.name,
+            paper.type,
+            paper.patch,
+            _hwc(out),
+            paper.output,
+            paper_params_k=paper.params_k,
+            paper_ops_m=paper.ops_m,
+        )
         if config.variant == "torchvision":  # its own deviations (spec 5.1)
             row.patch = {"maxpool4": "2x2/2", "avgpool": "adaptive"}.get(paper.name, row.patch)
             row.type = {"dropout": "dropout (20%)"}.get(paper.name, row.type)
@@ -139,16 +148,36 @@ def _hwc(shape: tuple[int, ...]) -> str:
 
 
 def render(summary: dict[str, Any]) -> str:
-    head = ("row", "type", "patch", "output", "paper output", "params", "weights K", "paper K", "MACs M",
-            "paper M", "")
+    head = (
+        "row",
+        "type",
+        "patch",
+        "output",
+        "paper output",
+        "params",
+        "weights K",
+        "paper K",
+        "MACs M",
+        "paper M",
+        "",
+    )
     lines = []
     for r in summary["rows"]:
-        lines.append((
-            r["name"], r["type"], r["patch"], r["output"], r["paper_output"],
-            f"{r['params']:,}" if r["params"] else "", f"{r['weights'] / 1024:.1f}" if r["weights"] else "",
-            _opt(r["paper_params_k"]), f"{r['macs'] / 1e6:.1f}" if r["macs"] else "", _opt(r["paper_ops_m"]),
-            "*" if r["differs"] else "",
-        ))
+        lines.append(
+            (
+                r["name"],
+                r["type"],
+                r["patch"],
+                r["output"],
+                r["paper_output"],
+                f"{r['params']:,}" if r["params"] else "",
+                f"{r['weights'] / 1024:.1f}" if r["weights"] else "",
+                _opt(r["paper_params_k"]),
+                f"{r['macs'] / 1e6:.1f}" if r["macs"] else "",
+                _opt(r["paper_ops_m"]),
+                "*" if r["differs"] else "",
+            )
+        )
     widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
     fmt = "  ".join(f"{{:<{w}}}" if i < 5 else f"{{:>{w}}}" for i, w in enumerate(widths))
     t = summary["totals"]
@@ -158,15 +187,19 @@ def render(summary: dict[str, Any]) -> str:
     out += [
         "",
         f"total params (main path, with biases/BN): {t['params']:,}   aux heads: {t['aux_params']:,}",
-        f"total weights: {t['weights']:,} ({t['weights'] / 1024:,.1f}K; paper column sums to "
-        f"{t['paper_params_k']:,.1f}K)",
+        (
+            f"total weights: {t['weights']:,} ({t['weights'] / 1024:,.1f}K; paper column sums to "
+            f"{t['paper_params_k']:,.1f}K)"
+        ),
         f"total multiply-adds: {t['macs'] / 1e9:.3f}G (paper column sums to {t['paper_ops_m'] / 1e3:.3f}G)",
         "",
         f"* rows where the paper's printed figure differs from the arithmetic by more than {TOLERANCE:.0%}:",
     ]
     out += [f"  {name}: {'; '.join(d)}" for name, d in summary["differs"].items()] or ["  none"]
     if summary["variant"] == "torchvision":
-        out.append("  (the torchvision variant's 3x3 'branch3' replaces the 5x5 convs, spec 7.1: compare with --variant paper)")
+        out.append(
+            "  (the torchvision variant's 3x3 'branch3' replaces the 5x5 convs, spec 7.1)"
+        )
     return "\n".join(out)
 
 

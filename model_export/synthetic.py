@@ -1,4 +1,4 @@
-"""A generated ImageFolder dataset of drawn textures: lets training, evaluation and tests run without ImageNet.
+"""A generated ImageFolder dataset of drawn textures: training, evaluation and tests without ImageNet.
 
 Each class is a texture that survives the training crops (8% of the area, any aspect in [3/4, 4/3],
 mirroring), drawn with random colours, scale, phase and noise, so a tiny network must learn
@@ -17,7 +17,10 @@ CLASSES = ("hstripes", "vstripes", "dots", "checker", "rings", "grid", "blobs", 
 
 def texture(kind: str, rng: np.random.Generator, width: int, height: int) -> Image.Image:
     # A dark and a light colour, either way round: random hues, but the pattern always shows.
-    dark, light = tuple(int(c) for c in rng.integers(0, 100, 3)), tuple(int(c) for c in rng.integers(156, 256, 3))
+    dark, light = (
+        tuple(int(c) for c in rng.integers(0, 100, 3)),
+        tuple(int(c) for c in rng.integers(156, 256, 3)),
+    )
     fg, bg = (dark, light) if rng.random() < 0.5 else (light, dark)
     period = int(rng.integers(12, 36))
     phase = int(rng.integers(0, period))
@@ -84,6 +87,13 @@ def write_dataset(
 
 
 def main(args) -> None:
-    root = write_dataset(args.output, classes=args.classes, train_per_class=args.train_per_class,
-                         val_per_class=args.val_per_class, seed=args.seed)
-    print(f"wrote {args.classes} classes ({', '.join(CLASSES[:args.classes])}) to {root}/train and {root}/val")
+    root = write_dataset(
+        args.output,
+        classes=args.classes,
+        train_per_class=args.train_per_class,
+        val_per_class=args.val_per_class,
+        seed=args.seed,
+    )
+    print(
+        f"wrote {args.classes} classes ({', '.join(CLASSES[: args.classes])}) to {root}/train and {root}/val"
+    )

@@ -27,7 +27,7 @@ def test_crop_area_is_8_to_100_percent_and_aspect_3_4_to_4_3() -> None:
     torch.manual_seed(0)
     areas, log_aspects = [], []
     for _ in range(4000):
-        top, left, h, w = sampler.get_params(image, sampler.scale, sampler.ratio)
+        _top, _left, h, w = sampler.get_params(image, sampler.scale, sampler.ratio)
         areas.append(h * w / 1e6)
         log_aspects.append(math.log(w / h))
     areas, log_aspects = np.array(areas), np.array(log_aspects)

@@ -29,15 +29,24 @@ def args(**overrides) -> argparse.Namespace:
 def torch_rows(trained_run: Path, resumed_run: Path, shapes: Path, tmp_path_factory) -> list[dict]:
     out = tmp_path_factory.mktemp("eval") / "rows.json"
     checkpoints = [str(trained_run / "checkpoint.pt"), str(resumed_run / "checkpoint.pt")]
-    rows = evaluate.main(args(checkpoints=checkpoints, data=str(shapes), crops="1,10,144", models="1,2", limit=4,
-                              json=str(out)))
+    rows = evaluate.main(
+        args(
+            checkpoints=checkpoints, data=str(shapes), crops="1,10,144", models="1,2", limit=4, json=str(out)
+        )
+    )
     assert json.loads(out.read_text()) == rows
     return rows
 
 
 def test_table_has_every_model_crop_pair_with_cost_and_delta(torch_rows, capsys) -> None:
     assert [(r["models"], r["crops"], r["cost"]) for r in torch_rows] == [
-        (1, 1, 1), (1, 10, 10), (1, 144, 144), (2, 1, 2), (2, 10, 20), (2, 144, 288)]
+        (1, 1, 1),
+        (1, 10, 10),
+        (1, 144, 144),
+        (2, 1, 2),
+        (2, 10, 20),
+        (2, 144, 288),
+    ]
     assert torch_rows[0]["delta_top5"] == 0 and torch_rows[0]["paper_top5_error"] == 10.07
     assert all(0 <= r["top1_error"] <= 1 and 0 <= r["top5_error"] <= r["top1_error"] for r in torch_rows)
     for r in torch_rows:
@@ -55,15 +64,19 @@ def test_one_crop_single_model_error_matches_a_direct_computation(torch_rows, tr
         with torch.inference_mode():
             wrong += int(model(torch.from_numpy(crop)).argmax(1).item() != target)
     assert torch_rows[0]["top1_error"] == pytest.approx(wrong / 4)
-    print("Table 3 on 4 held-out textures (trained tiny model + its epoch-3 ancestor):\n"
-          + evaluate.render(torch_rows, 4))
+    print(
+        "Table 3 on 4 held-out textures (trained tiny model + its epoch-3 ancestor):\n"
+        + evaluate.render(torch_rows, 4)
+    )
 
 
 def test_crops_come_from_the_service(monkeypatch, trained_run, shapes) -> None:
     assert evaluate.preprocess is service.preprocess.preprocess  # one protocol (service/crops.py)
     seen = []
     real = evaluate.preprocess
-    monkeypatch.setattr(evaluate, "preprocess", lambda data, crops, **kw: seen.append(crops) or real(data, crops, **kw))
+    monkeypatch.setattr(
+        evaluate, "preprocess", lambda data, crops, **kw: seen.append(crops) or real(data, crops, **kw)
+    )
     member = evaluate.torch_member(trained_run / "checkpoint.pt")
     evaluate.collect([member], evaluate.val_images(shapes, 2), (1, 10, 144), progress=False)
     assert seen == [1, 10, 144, 1, 10, 144]
@@ -71,15 +84,24 @@ def test_crops_come_from_the_service(monkeypatch, trained_run, shapes) -> None:
 
 def test_onnx_files_give_the_torch_numbers(trained_run, shapes, tmp_path) -> None:
     model, weights, trained = export.from_checkpoint(trained_run / "checkpoint.pt")
-    export.write_member(tmp_path, "googlenet-0", model, weights=weights, trained=trained, precisions=("fp32",),
-                        images=export.parity_images(2))
-    (tmp_path / "ensemble.json").write_text(json.dumps({"name": "googlenet", "members": ["googlenet-0"],
-                                                        "primary": "googlenet-0"}))
+    export.write_member(
+        tmp_path,
+        "googlenet-0",
+        model,
+        weights=weights,
+        trained=trained,
+        precisions=("fp32",),
+        images=export.parity_images(2),
+    )
+    (tmp_path / "ensemble.json").write_text(
+        json.dumps({"name": "googlenet", "members": ["googlenet-0"], "primary": "googlenet-0"})
+    )
     images = evaluate.val_images(shapes, 6)
     ((_, run),) = evaluate.onnx_members(tmp_path)
     onnx_probs, targets = evaluate.collect([run], images, (1, 10), progress=False)
-    torch_probs, _ = evaluate.collect([evaluate.torch_member(trained_run / "checkpoint.pt")], images, (1, 10),
-                                      progress=False)
+    torch_probs, _ = evaluate.collect(
+        [evaluate.torch_member(trained_run / "checkpoint.pt")], images, (1, 10), progress=False
+    )
     for key in onnx_probs:
         assert np.abs(onnx_probs[key] - torch_probs[key]).max() <= 1e-5
     assert len(targets) == 6

@@ -15,8 +15,18 @@ import torchvision
 from model_export import export, onnx_graph
 from model_export.model import GoogLeNetConfig, build
 
-OUTPUT_KEYS = {"name", "architecture", "width_multiplier", "input", "output", "files", "trained", "weights", "opset",
-               "created"}
+OUTPUT_KEYS = {
+    "name",
+    "architecture",
+    "width_multiplier",
+    "input",
+    "output",
+    "files",
+    "trained",
+    "weights",
+    "opset",
+    "created",
+}
 
 
 def run(data: bytes, images: np.ndarray) -> np.ndarray:
@@ -73,7 +83,9 @@ def test_rebinding_weights_into_the_traced_graph_equals_that_model(paper_export,
 @pytest.mark.filterwarnings("ignore::UserWarning")  # onnxscript's BatchNorm fusion notes
 def test_torchvision_random_weights_give_torchvisions_probabilities(tmp_path, sample_images) -> None:
     torch.manual_seed(1)
-    reference = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True, transform_input=True)
+    reference = torchvision.models.googlenet(
+        weights=None, aux_logits=True, init_weights=True, transform_input=True
+    )
     with torch.no_grad():
         for name, buf in reference.named_buffers():
             if "running_var" in name:
@@ -84,8 +96,10 @@ def test_torchvision_random_weights_give_torchvisions_probabilities(tmp_path, sa
     data = onnx_graph.serialize(onnx_graph.Exporter()(model))
     images = sample_images[:16]
     with torch.no_grad():
-        x = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255 - torch.tensor(
-            [0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        x = (
+            torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+            - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+        ) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
         expected = torch.softmax(reference.eval()(x), 1).numpy()
     diff = float(np.abs(run(data, images) - expected).max())
     print(f"torchvision googlenet (random weights) vs our ONNX: max |dp| {diff:.2e}")
@@ -104,20 +118,26 @@ def test_fp16_keeps_the_io_types_and_agrees_on_top1(trained_run, sample_images) 
     expected = export.reference(model, sample_images)
     result = export.check_parity(onnx_graph.serialize(half), sample_images, expected, "fp16", "photos")
     margin = np.sort(expected, 1)[:, -1] - np.sort(expected, 1)[:, -2]
-    print(f"fp16 vs torch fp32, trained model, {len(sample_images)} photos: top-1 agreement "
-          f"{result['top1_agreement']:.0%}, max |dp| {result['max_abs_diff']:.2e}, median top-1 margin "
-          f"{np.median(margin):.3f}")
+    print(
+        f"fp16 vs torch fp32, trained model, {len(sample_images)} photos: top-1 agreement "
+        f"{result['top1_agreement']:.0%}, max |dp| {result['max_abs_diff']:.2e}, median top-1 margin "
+        f"{np.median(margin):.3f}"
+    )
     assert result["top1_agreement"] >= 0.99
 
 
 def test_write_member_records_files_hashes_and_parity(tmp_path) -> None:
     model, weights, trained = export.from_seed("paper", 0.125, 7)
-    record = export.write_member(tmp_path, "googlenet-3", model, weights=weights, trained=trained,
-                                 images=export.parity_images(4))
+    record = export.write_member(
+        tmp_path, "googlenet-3", model, weights=weights, trained=trained, images=export.parity_images(4)
+    )
     on_disk = json.loads((tmp_path / "googlenet-3" / "model.json").read_text())
     assert on_disk == record and set(record) == OUTPUT_KEYS
-    assert record["trained"] is False and record["weights"] == {"source": "random-init", "seed": 7,
-                                                                "init": "caffe-xavier"}
+    assert record["trained"] is False and record["weights"] == {
+        "source": "random-init",
+        "seed": 7,
+        "init": "caffe-xavier",
+    }
     assert record["input"]["mean"] == [0.485, 0.456, 0.406] and record["output"]["softmax"] is True
     assert set(record["files"]) == {"1/model.onnx", "1/model.fp16.onnx"}
     for relative, info in record["files"].items():
@@ -129,11 +149,14 @@ def test_write_member_records_files_hashes_and_parity(tmp_path) -> None:
 
 def test_a_failed_parity_check_writes_nothing(tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(export.TOLERANCE, "fp32", 0.0)
-    monkeypatch.setattr(export, "reference", lambda model, images: np.full((len(images), 1000), 1e-3, np.float32))
+    monkeypatch.setattr(
+        export, "reference", lambda model, images: np.full((len(images), 1000), 1e-3, np.float32)
+    )
     model, weights, _ = export.from_seed("paper", 0.125, 0)
     with pytest.raises(export.ParityError):
-        export.write_member(tmp_path, "googlenet-0", model, weights=weights, trained=False,
-                            images=export.parity_images(2))
+        export.write_member(
+            tmp_path, "googlenet-0", model, weights=weights, trained=False, images=export.parity_images(2)
+        )
     assert not list(tmp_path.rglob("*.onnx"))
 
 

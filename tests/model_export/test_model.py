@@ -22,8 +22,10 @@ STAGES = {"maxpool1": 56, "maxpool2": 28, "maxpool3": 14, "maxpool4": 7, "conv1"
 
 def stage_shapes(model: GoogLeNet) -> dict[str, tuple[int, ...]]:
     shapes = {}
-    hooks = [getattr(model, n).register_forward_hook(lambda m, i, o, n=n: shapes.__setitem__(n, tuple(o.shape)))
-             for n in (*STAGES, "inception3b", "inception4e", "inception5b", "avgpool")]
+    hooks = [
+        getattr(model, n).register_forward_hook(lambda m, i, o, n=n: shapes.__setitem__(n, tuple(o.shape)))
+        for n in (*STAGES, "inception3b", "inception4e", "inception5b", "avgpool")
+    ]
     with torch.no_grad():
         model.eval()(torch.zeros(1, 3, 224, 224))
     for h in hooks:
@@ -47,8 +49,9 @@ def test_parameter_counts_are_exact() -> None:
     assert count_parameters(paper.aux1) == 3_188_840 and count_parameters(paper.aux2) == 3_190_888
     tv = build(GoogLeNetConfig(variant="torchvision"))
     assert count_parameters(tv) == 6_624_904  # torchvision's num_params (spec 5.2)
-    assert count_parameters(tv) == count_parameters(torchvision.models.googlenet(weights=None, aux_logits=False,
-                                                                                 init_weights=True))
+    assert count_parameters(tv) == count_parameters(
+        torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True)
+    )
 
 
 def test_paper_variant_has_true_5x5_lrn_and_3x3_pool4() -> None:
@@ -95,7 +98,7 @@ def test_lrn_matches_torch_and_caffe() -> None:
     ours = LocalResponseNorm()(x)
     torch_lrn = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)(x)
     padded = nn.functional.pad(x * x, (0, 0, 0, 0, 2, 2))  # Caffe by hand: zero-padded channel window
-    window = torch.stack([padded[:, c:c + 5].sum(1) for c in range(192)], 1)
+    window = torch.stack([padded[:, c : c + 5].sum(1) for c in range(192)], 1)
     caffe = x / (1 + 1e-4 / 5 * window) ** 0.75
     torch.testing.assert_close(ours, torch_lrn, rtol=1e-6, atol=1e-5)
     torch.testing.assert_close(ours, caffe, rtol=1e-6, atol=1e-5)
@@ -114,7 +117,9 @@ def test_width_multiplier_scales_every_stage() -> None:
 
 def test_torchvision_weights_load_and_give_torchvision_logits(tmp_path) -> None:
     torch.manual_seed(0)
-    reference = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True, transform_input=True)
+    reference = torchvision.models.googlenet(
+        weights=None, aux_logits=True, init_weights=True, transform_input=True
+    )
     with torch.no_grad():  # non-trivial BatchNorm statistics, so a mis-mapped key would show
         for name, buf in reference.named_buffers():
             if "running_mean" in name:

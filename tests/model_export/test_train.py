@@ -1,4 +1,4 @@
-"""A real (short) training run on generated textures: it learns, and a resumed run continues the same curve."""
+"""A real short training run on generated textures: it learns, and a resumed run continues the same curve."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ def history(run: Path) -> list[dict]:
 def test_short_run_lowers_the_loss_and_beats_chance(trained_run: Path) -> None:
     rows = history(trained_run)
     first, last = rows[0], rows[-1]
-    print(f"train loss {first['train_loss']:.3f} -> {last['train_loss']:.3f}; held-out top-1 "
-          f"{first['val_top1']:.0%} -> {last['val_top1']:.0%} (chance 25%)")
+    print(
+        f"train loss {first['train_loss']:.3f} -> {last['train_loss']:.3f}; held-out top-1 "
+        f"{first['val_top1']:.0%} -> {last['val_top1']:.0%} (chance 25%)"
+    )
     assert last["train_loss"] < 0.85 * first["train_loss"]
     assert last["val_loss"] < first["val_loss"]
     assert last["val_top1"] >= 0.45  # 4 classes, 48 held-out images: chance is 25%
