@@ -65,24 +65,37 @@ class GoogLeNet(nn.Module):
         self.lrn2 = LocalResponseNorm() if paper else nn.Identity()  # before pool2 (spec 2.1)
         self.maxpool2 = pool(3)  # max pool 3x3/2, 28x28x192
 
-        block = lambda *ch: Inception(*map(w, ch), conv=conv, five=5 if paper else 3)
-        # block(in, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj): the Table 1 columns
-        self.inception3a = block(192, 64, 96, 128, 16, 32, 32)  # 28x28x256
-        self.inception3b = block(256, 128, 128, 192, 32, 96, 64)  # 28x28x480
+        channels = w(192)
+
+        def block(*ch: int) -> Inception:
+            # Each block takes what the previous one produced: with width != 1 the rounded branch
+            # widths need not add up to the rounded Table 1 figure.
+            nonlocal channels
+            module = Inception(channels, *map(w, ch), conv=conv, five=5 if paper else 3)
+            channels = module.out_channels
+            return module
+
+        # block(#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj): the Table 1 columns
+        self.inception3a = block(64, 96, 128, 16, 32, 32)  # 28x28x256
+        self.inception3b = block(128, 128, 192, 32, 96, 64)  # 28x28x480
         self.maxpool3 = pool(3)  # 14x14x480
-        self.inception4a = block(480, 192, 96, 208, 16, 48, 64)  # 14x14x512
-        self.inception4b = block(512, 160, 112, 224, 24, 64, 64)  # 14x14x512
-        self.inception4c = block(512, 128, 128, 256, 24, 64, 64)  # 14x14x512
-        self.inception4d = block(512, 112, 144, 288, 32, 64, 64)  # 14x14x528
-        self.inception4e = block(528, 256, 160, 320, 32, 128, 128)  # 14x14x832
+        self.inception4a = block(192, 96, 208, 16, 48, 64)  # 14x14x512
+        self.inception4b = block(160, 112, 224, 24, 64, 64)  # 14x14x512
+        self.inception4c = block(128, 128, 256, 24, 64, 64)  # 14x14x512
+        self.inception4d = block(112, 144, 288, 32, 64, 64)  # 14x14x528
+        self.inception4e = block(256, 160, 320, 32, 128, 128)  # 14x14x832
         # torchvision's pool4 is 2x2/2 (spec 5.1); 14 -> 7 either way.
         self.maxpool4 = pool(3 if paper else 2)  # 7x7x832
-        self.inception5a = block(832, 256, 160, 320, 32, 128, 128)  # 7x7x832
-        self.inception5b = block(832, 384, 192, 384, 48, 128, 128)  # 7x7x1024
+        self.inception5a = block(256, 160, 320, 32, 128, 128)  # 7x7x832
+        self.inception5b = block(384, 192, 384, 48, 128, 128)  # 7x7x1024
 
         if config.aux_logits:  # on 4a and 4d (paper section 5, spec 2.5)
-            self.aux1 = InceptionAux(w(512), config.num_classes, conv=conv, paper=paper, width=config.width)
-            self.aux2 = InceptionAux(w(528), config.num_classes, conv=conv, paper=paper, width=config.width)
+            self.aux1 = InceptionAux(
+                self.inception4a.out_channels, config.num_classes, conv=conv, paper=paper, width=config.width
+            )
+            self.aux2 = InceptionAux(
+                self.inception4d.out_channels, config.num_classes, conv=conv, paper=paper, width=config.width
+            )
         else:
             self.aux1 = self.aux2 = None
 

@@ -126,10 +126,21 @@ def test_fp16_keeps_the_io_types_and_agrees_on_top1(trained_run, sample_images) 
     assert result["top1_agreement"] >= 0.99
 
 
-def test_write_member_records_files_hashes_and_parity(tmp_path) -> None:
+@pytest.fixture(scope="module")
+def tiny_exporter() -> onnx_graph.Exporter:
+    return onnx_graph.Exporter()  # traces width 0.125 once for the two tests below
+
+
+def test_write_member_records_files_hashes_and_parity(tmp_path, tiny_exporter) -> None:
     model, weights, trained = export.from_seed("paper", 0.125, 7)
     record = export.write_member(
-        tmp_path, "googlenet-3", model, weights=weights, trained=trained, images=export.parity_images(4)
+        tmp_path,
+        "googlenet-3",
+        model,
+        weights=weights,
+        trained=trained,
+        images=export.parity_images(4),
+        exporter=tiny_exporter,
     )
     on_disk = json.loads((tmp_path / "googlenet-3" / "model.json").read_text())
     assert on_disk == record and set(record) == OUTPUT_KEYS
@@ -147,7 +158,7 @@ def test_write_member_records_files_hashes_and_parity(tmp_path) -> None:
     assert record["files"]["1/model.onnx"]["parity"]["max_abs_diff"] <= 1e-5
 
 
-def test_a_failed_parity_check_writes_nothing(tmp_path, monkeypatch) -> None:
+def test_a_failed_parity_check_writes_nothing(tmp_path, monkeypatch, tiny_exporter) -> None:
     monkeypatch.setitem(export.TOLERANCE, "fp32", 0.0)
     monkeypatch.setattr(
         export, "reference", lambda model, images: np.full((len(images), 1000), 1e-3, np.float32)
@@ -155,7 +166,13 @@ def test_a_failed_parity_check_writes_nothing(tmp_path, monkeypatch) -> None:
     model, weights, _ = export.from_seed("paper", 0.125, 0)
     with pytest.raises(export.ParityError):
         export.write_member(
-            tmp_path, "googlenet-0", model, weights=weights, trained=False, images=export.parity_images(2)
+            tmp_path,
+            "googlenet-0",
+            model,
+            weights=weights,
+            trained=False,
+            images=export.parity_images(2),
+            exporter=tiny_exporter,
         )
     assert not list(tmp_path.rglob("*.onnx"))
 

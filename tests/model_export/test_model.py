@@ -107,6 +107,9 @@ def test_lrn_matches_torch_and_caffe() -> None:
 def test_width_multiplier_scales_every_stage() -> None:
     wide = build(GoogLeNetConfig(width=1.25, aux_logits=False))
     assert wide.conv1.conv.out_channels == 80 and wide.fc.in_features == 1280
+    odd = build(GoogLeNetConfig(width=0.15625, variant="torchvision"))  # rounded branches: 83 != w(528)
+    assert odd.aux2.conv.conv.in_channels == odd.inception4d.out_channels == 83
+    assert all(t.shape == (1, 1000) for t in odd.train()(torch.zeros(1, 3, 224, 224)))
     tiny = build(GoogLeNetConfig(width=0.125, aux_logits=False))
     assert tiny.fc.in_features == 128 and count_parameters(tiny) < 300_000
     with pytest.raises(ValueError):
