@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 import uvicorn
 from pydantic import ValidationError
 
+from service import logs
 from service.app import create_app
 from service.lifecycle import GracefulServer
 from service.settings import Settings
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"invalid settings:\n{exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, fmt=settings.log_format)  # uvicorn's start-up lines in the same format
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             access_log=False, timeout_graceful_shutdown=settings.shutdown_grace_s)

@@ -29,6 +29,7 @@ class Loaded:
     provider: str
     models: list[OnnxModel]
     max_batch_size: int
+    max_queue_rows: int
     instances: int
 
 
@@ -40,6 +41,8 @@ def load(settings: Settings) -> Loaded:
     repository = load_repository(settings.model_repository, precision=precision, limit=settings.models)
     # On CPU batching buys nothing: keep one small batch in flight per core (design.md 5).
     max_batch_size = settings.max_batch_size or (2 if cpu else 128)
+    # Shed load before latency grows unbounded: a CPU drains ~20-50 rows/s (docs/benchmarks.md).
+    max_queue_rows = settings.max_queue_rows or max(288 if cpu else 4096, max_batch_size)
     instances = settings.instances or (settings.cpu_count if cpu else 2)
     models = []
     for entry in repository.members:
@@ -52,11 +55,12 @@ def load(settings: Settings) -> Loaded:
         metrics.MODEL_INFO.labels(entry.name, str(entry.version), entry.sha256, provider, entry.precision).set(1)
         models.append(model)
     log.info(
-        "serving %d models from %s on %s (%s), max_batch_size=%d, instances=%d%s",
-        len(models), settings.model_repository, provider.upper(), precision, max_batch_size, instances,
+        "serving %d models from %s on %s (%s), max_batch_size=%d, max_queue_rows=%d, instances=%d%s",
+        len(models), settings.model_repository, provider.upper(), precision, max_batch_size, max_queue_rows,
+        instances,
         "" if all(m.trained for m in repository.members) else " -- UNTRAINED random-init weights",
     )
-    return Loaded(repository, provider, models, max_batch_size, instances)
+    return Loaded(repository, provider, models, max_batch_size, max_queue_rows, instances)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -68,7 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
         scheduler = Scheduler([
             Batcher(
                 model.run, name=entry.name, max_batch_size=loaded.max_batch_size,
-                max_delay_s=settings.max_queue_delay_ms / 1000, max_queue_rows=settings.max_queue_rows,
+                max_delay_s=settings.max_queue_delay_ms / 1000, max_queue_rows=loaded.max_queue_rows,
                 concurrency=loaded.instances,
             )
             for entry, model in zip(loaded.repository.members, loaded.models)
@@ -80,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         app.state.repository, app.state.provider = loaded.repository, loaded.provider
         app.state.max_batch_size, app.state.instances = loaded.max_batch_size, loaded.instances
+        app.state.max_queue_rows = loaded.max_queue_rows
         app.state.classifier = classifier
         scheduler.start()
         app.state.ready = True

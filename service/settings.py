@@ -62,8 +62,10 @@ class Settings(BaseSettings):
     max_queue_delay_ms: float = Field(
         2.0, ge=0, le=10_000, description="Longest wait from the first queued row before a partial batch runs."
     )
-    max_queue_rows: int = Field(
-        4096, ge=1, description="Rows a model's queue holds; beyond it requests get 503 + Retry-After."
+    max_queue_rows: int | None = Field(
+        None, ge=1,
+        description="Rows a model's queue holds; beyond it requests get 503 + Retry-After "
+        "(default: 288 on CPU, two 144-crop requests or seconds of work, 4096 on CUDA).",
     )
 
     # Limits
@@ -99,7 +101,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
-        if self.max_batch_size and self.max_batch_size > self.max_queue_rows:
+        if self.max_batch_size and self.max_queue_rows and self.max_batch_size > self.max_queue_rows:
             raise ValueError("max_batch_size must not exceed max_queue_rows")
         return self
 

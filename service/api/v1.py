@@ -98,7 +98,7 @@ async def list_models(request: Request) -> ModelsResponse:
         batching={
             "max_batch_size": state.max_batch_size,
             "max_queue_delay_ms": settings.max_queue_delay_ms,
-            "max_queue_rows": settings.max_queue_rows,
+            "max_queue_rows": state.max_queue_rows,
             "instances": state.instances,
         },
     )

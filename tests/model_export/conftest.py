@@ -33,9 +33,11 @@ RUN = {
 EPOCHS = 12
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True)
 def _flush_denormals():
     # As train and evaluate do on CPU: narrow random nets produce denormals, which slow CPU kernels ~10x.
+    # Per test, and reset after it (train/evaluate set it too): flush-to-zero left on in the process
+    # breaks hypothesis's float strategies in later tests.
     torch.set_flush_denormal(True)
     yield
     torch.set_flush_denormal(False)
