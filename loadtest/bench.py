@@ -28,7 +28,8 @@ RUNS = machine.REPO_ROOT / "runs"  # git-ignored: server logs and profiles of th
 # Heavy modes: closed loop of `concurrency` clients for a fixed count of requests, timed from the
 # first send to the last answer (a 144x7 request is ~1,000 evaluations: a time window would hold
 # only a few answers, and would cut one in half).
-HEAVY_PLAN = {"10x1": (8, 48), "1x7": (8, 96), "10x7": (4, 16), "144x1": (4, 8), "144x7": (2, 2)}
+# 144-crop modes: 2 clients, as many rows as the CPU queue default holds (288, README).
+HEAVY_PLAN = {"10x1": (8, 48), "1x7": (8, 96), "10x7": (4, 16), "144x1": (2, 8), "144x7": (2, 2)}
 
 
 @dataclass

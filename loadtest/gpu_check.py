@@ -92,7 +92,8 @@ def run_gpu_check(args: argparse.Namespace) -> int:
 
     modes = [Mode.parse(m) for m in args.modes if Mode.parse(m).models <= len(repo.members)]
     service_cmd = ["--model-repository", str(args.model_repository), "--providers", provider,
-                   "--log-level", "warning", *(["--cuda-graphs"] if cuda_graphs else []), *shlex.split(args.service_args)]
+                   "--log-level", "warning", "--max-queue-rows", "4096",  # the CUDA default, on CPU runs too
+                   *(["--cuda-graphs"] if cuda_graphs else []), *shlex.split(args.service_args)]
     args.output.mkdir(parents=True, exist_ok=True)
     log = args.output / "server.log"
     result["service"] = {}

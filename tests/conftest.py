@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +23,22 @@ from tests.tiny_models import write_repository
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 SAMPLES = SHARED_DATA / "imagenet-samples"
+
+
+def wait_ready(url: str, proc: subprocess.Popen, *, timeout_s: float = 60, log: Path | None = None) -> None:
+    """Poll `url` until it answers 200 (start-up loads and warms models): bounded by `timeout_s`, and
+    failing at once if `proc` exits; `log` is the process's output, shown when it fails."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            why = f"exited with {proc.returncode}" if proc.poll() is not None else f"not ready in {timeout_s:g} s"
+            pytest.fail(f"{url}: {why}\n{log.read_text()[-3000:] if log else ''}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
 
 
 def sample_jpegs() -> list[Path]:

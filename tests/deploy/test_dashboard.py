@@ -20,7 +20,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from service import gpu
-from tests.conftest import LiveServer, make_image, serve
+from tests.conftest import LiveServer, make_image, serve, wait_ready
 
 JPEG = {"content-type": "image/jpeg"}
 RATE = "10s"  # $__rate_interval for a 1 s scrape interval
@@ -129,16 +129,7 @@ def prometheus(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, (folder / "prometheus.log").read_text()
-            assert time.monotonic() < deadline, "Prometheus did not become ready"
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+        wait_ready(f"{url}/-/ready", proc, timeout_s=30, log=folder / "prometheus.log")
         yield url
     finally:
         proc.terminate()

@@ -11,13 +11,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import make_image
+from tests.conftest import make_image, wait_ready
 from tests.deploy.test_dockerfile import stages
 
 
@@ -89,16 +88,7 @@ def test_wheel_installs_and_serves_like_the_image(repo_root: Path, tiny_repo: Pa
         proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "not ready in 60 s: " + log.read_text()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
+        wait_ready(f"{url}/readyz", proc, log=log)
         answer = httpx.post(
             f"{url}/v1/classify", content=make_image(), headers={"content-type": "image/jpeg"}, timeout=30
         )

@@ -11,13 +11,12 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
-from tests.conftest import ROOT, make_image
+from tests.conftest import ROOT, make_image, wait_ready
 from tests.reliability.conftest import evaluated_rows, metric
 from tests.reliability.slow_model import write_slow_repository
 from tests.reliability.test_security import _free_port
@@ -45,13 +44,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, psu
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(1200):  # bounded wait for readiness
-            assert proc.poll() is None, "the service exited during start-up"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
+        wait_ready(f"{url}/readyz", proc)
         yield url, psutil.Process(proc.pid)
     finally:
         proc.terminate()

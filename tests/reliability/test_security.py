@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 from dockerfile_parse import DockerfileParser
 from PIL import Image
 
-from tests.conftest import ROOT, LiveServer, make_image, serve
+from tests.conftest import ROOT, LiveServer, make_image, serve, wait_ready
 from tests.reliability.conftest import assert_json_error, evaluated_rows, metric
 from tests.reliability.hostile import encode
 from tests.tiny_models import write_repository
@@ -109,13 +108,7 @@ def _run_and_read_logs(repo: Path, port: int, requests: list[tuple[bytes, str]])
     try:
         url = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=url, timeout=30) as client:
-            for _ in range(600):  # start-up: bounded wait for readiness
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    assert proc.poll() is None
-                    time.sleep(0.05)
+            wait_ready(f"{url}/readyz", proc)
             for body, request_id in requests:
                 answers.append(client.post("/v1/classify", content=body, headers={"x-request-id": request_id} | JPEG))
     finally:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ROOT, make_image
+from tests.conftest import ROOT, make_image, wait_ready
 
 DELAY_S, GRACE_S = 3.0, 30.0
 LOAD = 6  # concurrent 144-crop x 3-model requests: 432 batches of 2 rows each, one at a time
@@ -54,6 +54,8 @@ def service(tiny_repo: Path, tmp_path: Path) -> Iterator[Process]:
         "2",
         "--instances",
         "1",
+        "--max-queue-rows",  # room for all LOAD requests (864 rows): this test is about shutdown, not admission
+        "1024",
         "--log-level",
         "info",
         "--shutdown-delay-s",
@@ -65,16 +67,7 @@ def service(tiny_repo: Path, tmp_path: Path) -> Iterator[Process]:
         proc = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:  # start-up loads and warms the models: bounded wait for readiness
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the service did not become ready"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
+        wait_ready(f"{url}/readyz", proc, log=log)
         yield Process(proc, url, log)
     finally:
         if proc.poll() is None:
