@@ -184,7 +184,7 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     settings, classifier = state.settings, state.classifier
     model = _catalog(request).resolve(name, version)
     body = _decompressed(
-        await read_body(request, settings.max_body_bytes),
+        await read_body(request, settings.max_body_bytes, timeout_s=settings.request_timeout_ms / 1000),
         request.headers.get("content-encoding"),
         settings.max_body_bytes,
     )

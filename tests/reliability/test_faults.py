@@ -108,8 +108,8 @@ def test_a_failing_batch_fails_only_its_own_requests(tmp_path: Path) -> None:
 
 # --- slow and vanished clients --------------------------------------------------------------------
 
-def _head(length: int) -> bytes:
-    return (f"POST /v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+def _head(length: int, path: str = "/v1/classify") -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
             f"Content-Length: {length}\r\n\r\n").encode()
 
 
@@ -127,6 +127,13 @@ def test_stalled_uploads_hold_no_worker_cost_nothing_and_time_out(tiny_repo: Pat
             answers = [status_and_json(f.result()) for f in stalled]
         assert all(status == 408 and body["code"] == "body_timeout" for status, body in answers), answers
         assert evaluated_rows(live.url) == before + 5  # the stalled uploads cost no evaluation
+
+
+def test_a_stalled_v2_upload_times_out_too(tiny_repo: Path) -> None:
+    with serve(tiny_repo, models=1, instances=1, request_timeout_ms=1000) as live:
+        answer = raw_exchange(live.url, _head(50_000, "/v2/models/tiny/infer"), [b'{"inputs": ['])
+        status, body = status_and_json(answer)
+        assert status == 408 and body["code"] == "body_timeout", answer
 
 
 @pytest.fixture
