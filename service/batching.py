@@ -70,11 +70,13 @@ class Batcher:
       Below capacity a large request gets whatever the small ones leave; in overload the small
       ones win and the queue bound and deadlines shed the rest (503/504), never a silent wait.
     - Admission is all or nothing: a request whose rows do not fit in `max_queue_rows` gets
-      `Overloaded` at once and nothing of it is queued.
+      `Overloaded` at once and nothing of it is queued. Room can be reserved before the rows
+      exist (`reserve`, while images decode), so the bound covers every admitted request's wait.
     Every future is resolved on every path: with the outputs; `InferenceFailed` if its batch
     raised (only that batch's requests fail); `DeadlineExceeded` if its deadline passed before
     its rows ran (they are then never evaluated); `NotReady` when the batcher stops. A cancelled
-    future (client gone) is dropped before its rows cost an evaluation.
+    future (client gone) is dropped before its rows cost an evaluation. `drain` waits for reserved
+    rows too: a request admitted before shutdown began is answered.
     """
 
     def __init__(
@@ -95,7 +97,8 @@ class Batcher:
         self.max_queue_rows = max_queue_rows
         self._run_batch = run_batch
         self._jobs: list[_Job] = []
-        self._queued_rows = 0
+        self._queued_rows = 0  # rows waiting for a batch
+        self._reserved_rows = 0  # room held for rows still being prepared
         self._slots = asyncio.Semaphore(concurrency)
         self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix=f"batch-{name}")
         self._arrived = asyncio.Event()
@@ -109,27 +112,61 @@ class Batcher:
     def queued_rows(self) -> int:
         return self._queued_rows
 
+    @property
+    def reserved_rows(self) -> int:
+        return self._reserved_rows
+
     def fits(self, rows: int) -> bool:
-        return self._queued_rows + rows <= self.max_queue_rows
+        return self._queued_rows + self._reserved_rows + rows <= self.max_queue_rows
 
     def start(self) -> None:
         self._accepting = True
         self._loop_task = asyncio.get_running_loop().create_task(self._dispatch(), name=f"batcher-{self.name}")
 
-    def submit(self, rows: np.ndarray, *, deadline: float | None = None) -> asyncio.Future[Result]:
-        """Queue `rows` [k, ...]; the future gets a `Result`. Raises `Overloaded` if they don't fit."""
-        if not self._accepting:
-            raise NotReady(f"model {self.name} is not accepting requests")
+    def reserve(self, rows: int) -> None:
+        """Hold room for `rows` not yet prepared; `submit(..., reserved=True)` or `release` ends the hold.
+
+        Raises `NotReady` or `Overloaded` as `submit` would, so a request is refused before it costs work.
+        """
+        self._admit(rows)
+        self._reserved_rows += rows
+        self._show_queue()
+
+    def release(self, rows: int) -> None:
+        """Give back reserved room whose rows will never come (a bad image, a client gone)."""
+        self._reserved_rows -= rows
+        self._show_queue()
+        self._changed.set()
+
+    def submit(
+        self, rows: np.ndarray, *, deadline: float | None = None, reserved: bool = False
+    ) -> asyncio.Future[Result]:
+        """Queue `rows` [k, ...]; the future gets a `Result`. Raises `Overloaded` if they don't fit.
+
+        `reserved`: room for these rows was reserved, so they are taken even while draining.
+        """
         if len(rows) == 0:
             raise ValueError("no rows to run")
-        if not self.fits(len(rows)):
-            raise Overloaded(f"model {self.name} has {self._queued_rows} rows queued; the limit is {self.max_queue_rows}")
+        if reserved:
+            if self._loop_task is None or self._loop_task.done():  # stopped: nothing would ever run them
+                raise NotReady(f"model {self.name} stopped before the request ran")
+            self._reserved_rows -= len(rows)
+        else:
+            self._admit(len(rows))
         loop = asyncio.get_running_loop()
         job = _Job(rows, loop.create_future(), deadline, loop.time())
         self._jobs.append(job)
         self._set_queued(self._queued_rows + len(rows))
         self._arrived.set()
+        self._changed.set()
         return job.future
+
+    def _admit(self, rows: int) -> None:
+        if not self._accepting:
+            raise NotReady(f"model {self.name} is not accepting requests")
+        if not self.fits(rows):
+            held = self._queued_rows + self._reserved_rows
+            raise Overloaded(f"model {self.name} has {held} rows queued; the limit is {self.max_queue_rows}")
 
     async def _dispatch(self) -> None:
         loop = asyncio.get_running_loop()
@@ -242,7 +279,10 @@ class Batcher:
 
     def _set_queued(self, rows: int) -> None:
         self._queued_rows = rows
-        self._queue_gauge.set(rows)
+        self._show_queue()
+
+    def _show_queue(self) -> None:
+        self._queue_gauge.set(self._queued_rows + self._reserved_rows)
 
     async def drain(self) -> None:
         """Stop admitting, then wait until every admitted row has run (graceful shutdown)."""
@@ -250,7 +290,7 @@ class Batcher:
         self._arrived.set()  # no more rows can come: close the open window now
         while True:
             self._changed.clear()
-            if not (self._jobs or self._running):
+            if not (self._jobs or self._running or self._reserved_rows):
                 return
             if self._running:
                 await asyncio.wait(set(self._running))

@@ -1,7 +1,7 @@
 """Classifier: encoded images -> top-k answers, the request path of design.md 2 minus HTTP.
 
-Decoding and cropping run in a thread pool; rows go through the scheduler to every member;
-probabilities are averaged over crops, then members, then ranked.
+Queue room is reserved first, then decoding and cropping run in a thread pool; rows go through
+the scheduler to every member; probabilities are averaged over crops, then members, then ranked.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from service.scheduling import Scheduler
 class Probabilities:
     values: np.ndarray  # images x 1000
     members: list[str]
+    preprocess_s: float  # admission to rows ready: waiting for a decode thread, then decoding
     queue_s: float
     inference_s: float
 
@@ -57,15 +58,25 @@ class Classifier:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     async def probabilities(
-        self, rows: np.ndarray, images: int, members: list[str], *, deadline: float | None
+        self, images: list[bytes] | np.ndarray, crops: int, members: list[str], *, deadline: float | None
     ) -> Probabilities:
-        """Run prepared rows on `members`; mean over each image's crops, then over members."""
-        if deadline is not None and asyncio.get_running_loop().time() >= deadline:
-            raise DeadlineExceeded("the request's deadline passed before it was queued")
-        results = await self.scheduler.run(rows, members, deadline=deadline)
+        """Encoded images (decoded and cropped here) or ready rows [images, 224, 224, 3] on `members`:
+        mean over each image's crops, then over members.
+
+        Queue room is taken before decoding: past capacity the request is refused (503) before it
+        costs any work, and the queue bound covers the time spent waiting for a decode thread.
+        """
+        started = time.perf_counter()
+        with self.scheduler.admit(len(images) * crops, members) as admission:
+            rows = images if isinstance(images, np.ndarray) else await self.prepare(images, crops)
+            preprocess_s = time.perf_counter() - started
+            if deadline is not None and asyncio.get_running_loop().time() >= deadline:
+                raise DeadlineExceeded("the request's deadline passed before it was queued")
+            results = await admission.run(rows, deadline=deadline)
         return Probabilities(
-            average([r.outputs for r in results], images),
+            average([r.outputs for r in results], len(images)),
             members,
+            preprocess_s,
             max(r.queue_s for r in results),
             max(r.run_s for r in results),
         )
@@ -74,11 +85,9 @@ class Classifier:
         self, images: list[bytes], *, crops: int, members: list[str], topk: int, deadline: float | None
     ) -> Classification:
         started = time.perf_counter()
-        rows = await self.prepare(images, crops)
-        preprocessed = time.perf_counter()
-        probs = await self.probabilities(rows, len(images), members, deadline=deadline)
+        probs = await self.probabilities(images, crops, members, deadline=deadline)
         timings = {
-            "preprocess": (preprocessed - started) * 1000,
+            "preprocess": probs.preprocess_s * 1000,
             "queue": probs.queue_s * 1000,
             "inference": probs.inference_s * 1000,
             "total": (time.perf_counter() - started) * 1000,

@@ -45,7 +45,9 @@ BATCH_FILL = Histogram(
 )
 BATCHES = Counter("googlenet_batches", "Batches run, by model and outcome (ok | error).", ["model", "outcome"])
 EVALUATED_ROWS = Counter("googlenet_evaluated_rows", "Rows evaluated by the model (padding excluded).", ["model"])
-QUEUE_ROWS = Gauge("googlenet_queue_rows", "Rows waiting in a model's queue.", ["model"])
+QUEUE_ROWS = Gauge(
+    "googlenet_queue_rows", "Rows admitted to a model's queue and not yet in a batch (decoding or waiting).", ["model"]
+)
 MODEL_INFO = Gauge(
     "googlenet_model_info", "Loaded models (value 1), with version, file hash, provider and precision.",
     ["model", "version", "sha256", "provider", "precision"],

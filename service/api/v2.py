@@ -211,15 +211,11 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     image = _image(parsed, model, settings.max_images_per_request)
     encoded = _encoded_images(image) if model.encoded else []
     requested = _requested(parsed)
-    images = image.shape[0]
     request.state.mode = f"{crops}x{len(members)}"
     deadline = asyncio.get_running_loop().time() + budget_s
 
-    async def evaluate() -> np.ndarray:
-        rows = await classifier.prepare(encoded, crops) if model.encoded else image.data
-        return (await classifier.probabilities(rows, images, members, deadline=deadline)).values
-
-    probabilities = (await run_for_client(request, evaluate(), budget_s)).astype(np.float32, copy=False)
+    work = classifier.probabilities(encoded if model.encoded else image.data, crops, members, deadline=deadline)
+    probabilities = (await run_for_client(request, work, budget_s)).values.astype(np.float32, copy=False)
     outputs = [_output(out, probabilities, classifier.labels) for out in requested]
     content, header_length = encode_response(model.name, model.version, parsed.id, outputs)
     if header_length is None:

@@ -250,3 +250,67 @@ def test_small_requests_below_capacity_leave_room_for_a_large_one() -> None:
         await b.stop()
 
     run(body)
+
+
+def test_reserved_room_counts_against_the_bound_until_used_or_released() -> None:
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        model = Model(loop)
+        b = batcher(model, max_batch_size=2, max_delay_s=0.0, max_queue_rows=10)
+        b.reserve(6)  # a request whose images are still decoding
+        assert not b.fits(5) and b.fits(4)
+        with pytest.raises(Overloaded):
+            b.submit(rows(0, 5))
+        with pytest.raises(Overloaded):
+            b.reserve(5)
+        result = b.submit(rows(100, 6), reserved=True)  # the held room becomes the rows
+        assert b.reserved_rows == 0
+        assert (await result).outputs.ravel().tolist() == list(range(1000, 1060, 10))
+        b.reserve(10)
+        b.release(10)  # its image was bad: the room is free again
+        assert b.reserved_rows == 0 and b.fits(10)
+        await b.stop()
+
+    run(body)
+
+
+def test_drain_waits_for_reserved_rows_and_takes_them() -> None:
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        model = Model(loop)
+        b = batcher(model, max_batch_size=4, max_delay_s=60.0)
+        b.reserve(3)
+        draining = asyncio.ensure_future(b.drain())
+        await asyncio.sleep(0)  # one loop turn: drain() has begun (no timing involved)
+        with pytest.raises(NotReady):
+            b.reserve(1)  # nothing new is admitted ...
+        assert not draining.done()  # ... but what was admitted is waited for
+        result = b.submit(rows(0, 3), reserved=True)
+        await draining
+        assert (await result).outputs.ravel().tolist() == [0, 10, 20]
+        await b.stop()
+
+    run(body)
+
+
+def test_drain_ends_when_reserved_rows_are_released() -> None:
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        b = batcher(Model(loop))
+        b.reserve(2)
+        draining = asyncio.ensure_future(b.drain())
+        await asyncio.sleep(0)
+        assert not draining.done()
+        b.release(2)
+        await draining
+        await b.stop()
+
+    run(body)
+
+
+def test_reserved_rows_after_stop_are_refused_not_lost() -> None:
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        b = batcher(Model(loop))
+        b.reserve(1)
+        await b.stop()
+        with pytest.raises(NotReady):
+            b.submit(rows(0, 1), reserved=True)  # nothing would ever run it: no future left hanging
+
+    run(body)
