@@ -28,8 +28,9 @@ RUNS = machine.REPO_ROOT / "runs"  # git-ignored: server logs and profiles of th
 # Heavy modes: closed loop of `concurrency` clients for a fixed count of requests, timed from the
 # first send to the last answer (a 144x7 request is ~1,000 evaluations: a time window would hold
 # only a few answers, and would cut one in half).
-# 144-crop modes: 2 clients, as many rows as the CPU queue default holds (288, README).
-HEAVY_PLAN = {"10x1": (8, 48), "1x7": (8, 96), "10x7": (4, 16), "144x1": (2, 8), "144x7": (2, 2)}
+# Clients x crops stay within the CPU queue default (32 rows per core, README): 144-crop requests,
+# larger than it, run one at a time (admitted into an empty queue only), 10-crop ones four at a time.
+HEAVY_PLAN = {"10x1": (4, 48), "1x7": (8, 96), "10x7": (4, 16), "144x1": (1, 6), "144x7": (1, 2)}
 
 
 @dataclass

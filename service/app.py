@@ -41,8 +41,9 @@ def load(settings: Settings) -> Loaded:
     repository = load_repository(settings.model_repository, precision=precision, limit=settings.models)
     # On CPU batching buys nothing: keep one small batch in flight per core (design.md 5).
     max_batch_size = settings.max_batch_size or (2 if cpu else 128)
-    # Shed load before latency grows unbounded: a CPU drains ~20-50 rows/s (docs/benchmarks.md).
-    max_queue_rows = settings.max_queue_rows or max(288 if cpu else 4096, max_batch_size)
+    # Shed load before latency grows: a CPU core drains ~20 rows/s, so 32 per core is ~1.6 s of
+    # work (docs/benchmarks.md, "Past capacity"); a GPU drains thousands.
+    max_queue_rows = settings.max_queue_rows or max(32 * settings.cpu_count if cpu else 4096, max_batch_size)
     instances = settings.instances or (settings.cpu_count if cpu else 2)
     models = []
     for entry in repository.members:

@@ -72,6 +72,8 @@ class Batcher:
     - Admission is all or nothing: a request whose rows do not fit in `max_queue_rows` gets
       `Overloaded` at once and nothing of it is queued. Room can be reserved before the rows
       exist (`reserve`, while images decode), so the bound covers every admitted request's wait.
+      A request larger than the whole bound (144 crops x 7 images) is admitted into an empty
+      queue only: it runs when the model is idle and is the first shed under load.
     Every future is resolved on every path: with the outputs; `InferenceFailed` if its batch
     raised (only that batch's requests fail); `DeadlineExceeded` if its deadline passed before
     its rows ran (they are then never evaluated); `NotReady` when the batcher stops. A cancelled
@@ -117,7 +119,8 @@ class Batcher:
         return self._reserved_rows
 
     def fits(self, rows: int) -> bool:
-        return self._queued_rows + self._reserved_rows + rows <= self.max_queue_rows
+        held = self._queued_rows + self._reserved_rows
+        return held == 0 or held + rows <= self.max_queue_rows
 
     def start(self) -> None:
         self._accepting = True

@@ -64,8 +64,9 @@ class Settings(BaseSettings):
     )
     max_queue_rows: int | None = Field(
         None, ge=1,
-        description="Rows a model's queue holds; beyond it requests get 503 + Retry-After "
-        "(default: 288 on CPU, two 144-crop requests or seconds of work, 4096 on CUDA).",
+        description="Rows a model's queue holds, from admission (before decoding) to the batch; beyond "
+        "it requests get 503 + Retry-After, and a larger request is admitted into an empty queue only "
+        "(default: 32 per core on CPU, about 1.6 s of work; 4096 on CUDA).",
     )
 
     # Limits

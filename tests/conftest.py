@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 from pathlib import Path
 
 import httpx
@@ -22,6 +24,7 @@ from tests.tiny_models import write_repository
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
+T = TypeVar("T")
 SAMPLES = SHARED_DATA / "imagenet-samples"
 
 
@@ -76,7 +79,10 @@ class LiveServer:
         self.app = create_app(settings)
         config = uvicorn.Config(self.app, log_level="warning", lifespan="on", timeout_graceful_shutdown=10)
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_until_complete, args=(self.server.serve(sockets=[self.sock]),), daemon=True
+        )
 
     def __enter__(self) -> LiveServer:
         self.thread.start()
@@ -91,9 +97,18 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(30)
         self.sock.close()
+        self.loop.close()
 
     def client(self, **kwargs: object) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30, **kwargs)
+
+    def on_loop(self, fn: Callable[..., T], *args: object) -> T:
+        """Call `fn(*args)` on the server's event loop (the batchers' state belongs to it)."""
+
+        async def call() -> T:
+            return fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(10)
 
 
 def serve(repo: Path, **overrides: object) -> LiveServer:

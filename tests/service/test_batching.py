@@ -314,3 +314,21 @@ def test_reserved_rows_after_stop_are_refused_not_lost() -> None:
             b.submit(rows(0, 1), reserved=True)  # nothing would ever run it: no future left hanging
 
     run(body)
+
+
+def test_a_request_larger_than_the_bound_runs_only_from_an_empty_queue() -> None:
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        model = Model(loop, hold=True)
+        b = batcher(model, max_batch_size=4, max_delay_s=0.0, max_queue_rows=10)
+        small = b.submit(rows(0, 1))
+        with pytest.raises(Overloaded):
+            b.submit(rows(100, 12))  # it would never fit beside other work: shed first under load
+        model.open()
+        await small
+        big = b.submit(rows(100, 12))  # idle: it is admitted whole, past the bound
+        with pytest.raises(Overloaded):
+            b.submit(rows(200, 1))  # and nothing joins it until it has gone to its batches
+        assert (await big).outputs.shape == (12, 1)
+        await b.stop()
+
+    run(body)

@@ -179,7 +179,12 @@ def test_values_move_as_the_traffic_implies(live: LiveServer) -> None:
 def test_every_rejection_reason_is_counted(live: LiveServer) -> None:
     before = scrape(live)
     with live.client() as client:
-        full = client.post("/v1/classify", params={"crops": 144}, content=make_image(), headers=JPEG)
+        primary = live.app.state.classifier.scheduler.batchers[MODELS[0]]
+        live.on_loop(primary.reserve, 64)  # the queue is full of requests still decoding
+        try:
+            full = client.post("/v1/classify", content=make_image(), headers=JPEG)
+        finally:
+            live.on_loop(primary.release, 64)
         assert (
             full.status_code == 503 and full.json()["code"] == "overloaded" and "retry-after" in full.headers
         )
