@@ -88,10 +88,11 @@ def _overload(report: dict[str, Any], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for who in ("service", "baseline"):
         run = (report.get(who) or {}).get("overload")
-        if run and run["timeline"]:
-            ax.plot([r["t"] for r in run["timeline"]], [r["mean_ms"] for r in run["timeline"]], label=who)
-    ax.set_xlabel("time (s), by completion")
-    ax.set_ylabel("mean latency (ms)")
+        rows = [r for r in (run or {}).get("latency_by_send", []) if r["ok"]]
+        if rows:
+            ax.plot([r["t"] for r in rows], [r["mean_ms"] for r in rows], label=who)
+    ax.set_xlabel("time of send (s)")
+    ax.set_ylabel("mean latency of 200s (ms)")
     ax.set_title("Past capacity: 150% of the service's capacity offered")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)

@@ -209,6 +209,7 @@ def summarize(spec: LoadSpec, corpus: Corpus, recorder: Recorder, *, cpu_s: floa
         "modes": modes,
         "cdf": cdf(ok_histogram),
         "timeline": recorder.timeline_rows(),
+        "latency_by_send": recorder.timeline_rows(by_send=True),
         "generator": {"cpu_s": cpu_s, "wall_s": wall_s, "cores": cpu_s / wall_s if wall_s else 0.0},
         "server": server,
     }

@@ -14,16 +14,18 @@ class Goal:
 
 
 def latency_trend(result: dict[str, Any]) -> float:
-    """Mean latency of the last third of a run over its middle third: ~1 when the queue is bounded,
-    growing with the run's length when it is not."""
-    rows = [r for r in result["timeline"] if r["ok"] + r["errors"]]
+    """Mean latency of answered requests sent in the last third of a run over those sent in its
+    middle third: ~1 when the queue is bounded, growing with the run's length when it is not.
+    By send time, and 2xx only: fast 503s and the drain after the last send would skew a mean
+    by completion either way."""
+    rows = [r for r in result["latency_by_send"] if r["ok"]]
     if len(rows) < 3:
         return float("nan")
     third = len(rows) // 3
 
     def mean(part: list[dict[str, float]]) -> float:
-        n = sum(r["ok"] + r["errors"] for r in part)
-        return sum(r["mean_ms"] * (r["ok"] + r["errors"]) for r in part) / max(n, 1)
+        n = sum(r["ok"] for r in part)
+        return sum(r["mean_ms"] * r["ok"] for r in part) / max(n, 1)
 
     middle, last = mean(rows[third: 2 * third]), mean(rows[2 * third:])
     return last / middle if middle else float("nan")

@@ -1,5 +1,7 @@
 """What a load run records: latency histograms (HdrHistogram) per mode and outcome, outcomes by
-status, and a per-second timeline; bounded memory however long the run."""
+status, a per-second timeline by completion (throughput), and the latency of answered requests by
+second of their scheduled send (does waiting grow while the load lasts?); bounded memory however
+long the run."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ _LOWEST_US, _HIGHEST_US, _DIGITS = 1, 3_600_000_000, 3
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 # Outcomes that are not HTTP statuses.
 CONNECT_ERROR, TIMEOUT, NOT_SENT = "connect_error", "timeout", "not_sent"
+# A run's per-second series: for plots, left out of the JSON summaries.
+PER_SECOND = ("cdf", "timeline", "latency_by_send")
 
 
 def new_histogram() -> HdrHistogram:
@@ -60,6 +64,7 @@ class Recorder:
     histograms: dict[tuple[str, bool], HdrHistogram] = field(default_factory=dict)  # (mode, ok)
     outcomes: Counter[str] = field(default_factory=Counter)
     timeline: dict[int, _Second] = field(default_factory=dict)
+    by_send: dict[int, _Second] = field(default_factory=dict)  # answered (2xx) requests only
     last_done: float = 0.0
     window: HdrHistogram = field(default_factory=new_histogram)  # since the last progress line
 
@@ -81,6 +86,11 @@ class Recorder:
             second.errors += 1
         second.latency_sum_ms += latency_us / 1000
         second.latency_max_ms = max(second.latency_max_ms, latency_us / 1000)
+        if ok:  # a fast 503 says nothing of how long admitted requests wait
+            sent = self.by_send.setdefault(int(scheduled - self.start), _Second())
+            sent.ok += 1
+            sent.latency_sum_ms += latency_us / 1000
+            sent.latency_max_ms = max(sent.latency_max_ms, latency_us / 1000)
         self.last_done = max(self.last_done, done)
 
     def merged(self, *, ok: bool, mode: str | None = None) -> HdrHistogram:
@@ -102,10 +112,11 @@ class Recorder:
         window, self.window = self.window, new_histogram()
         return window
 
-    def timeline_rows(self) -> list[dict[str, float]]:
-        rows = []
-        for t in range(max(self.timeline, default=-1) + 1):
-            s = self.timeline.get(t, _Second())
+    def timeline_rows(self, *, by_send: bool = False) -> list[dict[str, float]]:
+        """One row per second: by completion (all outcomes), or `by_send` (answered requests)."""
+        seconds, rows = self.by_send if by_send else self.timeline, []
+        for t in range(max(seconds, default=-1) + 1):
+            s = seconds.get(t, _Second())
             n = s.ok + s.errors
             rows.append({"t": t, "ok": s.ok, "errors": s.errors,
                          "mean_ms": s.latency_sum_ms / n if n else 0.0, "max_ms": s.latency_max_ms})

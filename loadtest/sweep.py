@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from loadtest.generator import LoadSpec
-from loadtest.recording import is_ok
+from loadtest.recording import PER_SECOND, is_ok
 
 
 def rates(start: float, *, step: float | None, factor: float | None, steps: int) -> list[float]:
@@ -73,5 +73,5 @@ def run_sweep(
                       "min_throughput_ratio": min_throughput_ratio},
         "capacity_rps": knee,
         "broke_at": broke,
-        "steps": [{k: v for k, v in s.items() if k not in ("cdf", "timeline")} for s in steps],
+        "steps": [{k: v for k, v in s.items() if k not in PER_SECOND} for s in steps],
     }
