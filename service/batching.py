@@ -118,9 +118,12 @@ class Batcher:
     def reserved_rows(self) -> int:
         return self._reserved_rows
 
+    @property
+    def _held(self) -> int:  # what the bound counts: rows queued and room reserved
+        return self._queued_rows + self._reserved_rows
+
     def fits(self, rows: int) -> bool:
-        held = self._queued_rows + self._reserved_rows
-        return held == 0 or held + rows <= self.max_queue_rows
+        return self._held == 0 or self._held + rows <= self.max_queue_rows
 
     def start(self) -> None:
         self._accepting = True
@@ -168,8 +171,7 @@ class Batcher:
         if not self._accepting:
             raise NotReady(f"model {self.name} is not accepting requests")
         if not self.fits(rows):
-            held = self._queued_rows + self._reserved_rows
-            raise Overloaded(f"model {self.name} has {held} rows queued; the limit is {self.max_queue_rows}")
+            raise Overloaded(f"model {self.name} has {self._held} rows queued; the limit is {self.max_queue_rows}")
 
     async def _dispatch(self) -> None:
         loop = asyncio.get_running_loop()
@@ -285,7 +287,7 @@ class Batcher:
         self._show_queue()
 
     def _show_queue(self) -> None:
-        self._queue_gauge.set(self._queued_rows + self._reserved_rows)
+        self._queue_gauge.set(self._held)
 
     async def drain(self) -> None:
         """Stop admitting, then wait until every admitted row has run (graceful shutdown)."""

@@ -180,11 +180,11 @@ def test_every_rejection_reason_is_counted(live: LiveServer) -> None:
     before = scrape(live)
     with live.client() as client:
         primary = live.app.state.classifier.scheduler.batchers[MODELS[0]]
-        live.on_loop(primary.reserve, 64)  # the queue is full of requests still decoding
+        live.on_loop(primary.reserve, primary.max_queue_rows)  # the queue is full of requests still decoding
         try:
             full = client.post("/v1/classify", content=make_image(), headers=JPEG)
         finally:
-            live.on_loop(primary.release, 64)
+            live.on_loop(primary.release, primary.max_queue_rows)
         assert (
             full.status_code == 503 and full.json()["code"] == "overloaded" and "retry-after" in full.headers
         )
