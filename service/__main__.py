@@ -9,7 +9,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from service import logs
-from service.app import create_app
+from service.app import create_app, mark_draining
 from service.lifecycle import GracefulServer
 from service.settings import Settings
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
                             access_log=False, timeout_graceful_shutdown=settings.shutdown_grace_s)
     # SIGTERM: readiness false, listener open for shutdown_delay_s, then drain (service/lifecycle.py).
     server = GracefulServer(config, delay_s=settings.shutdown_delay_s,
-                            on_draining=lambda: setattr(app.state, "ready", False))
+                            on_draining=lambda: mark_draining(app))
     server.run()
     return 0 if server.started else 1
 

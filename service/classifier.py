@@ -45,6 +45,15 @@ class Classifier:
         self.max_pixels = max_pixels
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="preprocess")
 
+    @property
+    def names(self) -> list[str]:
+        """Every member, ensemble order; the first is the primary."""
+        return self.scheduler.names
+
+    def members(self, count: int) -> list[str]:
+        """The first `count` members (the paper's ensemble order); BadRequest outside 1..all."""
+        return self.scheduler.members(count)
+
     def _preprocess(self, data: bytes, crops: int) -> np.ndarray:
         started = time.perf_counter()
         rows = preprocess(data, crops, max_pixels=self.max_pixels)

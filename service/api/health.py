@@ -6,6 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from service.serving import Serving
+
 router = APIRouter(tags=["health"])
 
 
@@ -16,8 +18,10 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    if getattr(request.app.state, "ready", False):
-        return JSONResponse({"status": "ready", "models": request.app.state.classifier.scheduler.names})
+    # Not a dependency: a probe gets its 503 body here, not a Retry-After error from NotReady.
+    serving: Serving | None = request.app.state.serving
+    if serving is not None and serving.ready:
+        return JSONResponse({"status": "ready", "models": serving.classifier.names})
     return JSONResponse({"error": "not ready", "code": "not_ready"}, status_code=503)
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, TypeVar
 from fastapi import APIRouter, Query, Request
 
 from service.api.body import ClientGone, read_images
+from service.api.deps import Loaded
 from service.api.schemas import ClassifyResponse, ErrorOut, ModelsResponse
 from service.crops import CROP_COUNTS
 from service.errors import BadRequest, DeadlineExceeded
@@ -42,6 +43,7 @@ async def run_for_client(request: Request, work: Awaitable[T], timeout_s: float)
 @router.post("/classify", response_model=ClassifyResponse, responses=_ERRORS)
 async def classify(
     request: Request,
+    serving: Loaded,
     crops: Annotated[int, Query(description="Crops per image: 1, 10 or 144 (paper section 7).")] = 1,
     ensemble: Annotated[bool, Query(description="Average all ensemble members (default: the primary only).")] = False,
     models: Annotated[int | None, Query(ge=1, description="Use the first N members (overrides ensemble).")] = None,
@@ -49,12 +51,10 @@ async def classify(
     deadline_ms: Annotated[float | None, Query(gt=0, description="Give up (504) if not started by then.")] = None,
 ) -> ClassifyResponse:
     """Classify one image (raw body) or several (multipart fields named `image`)."""
-    state = request.app.state
-    settings = state.settings
+    settings, classifier = serving.settings, serving.classifier
     if crops not in CROP_COUNTS:
         raise BadRequest(f"crops must be one of {', '.join(map(str, CROP_COUNTS))}, got {crops}")
-    scheduler = state.classifier.scheduler
-    members = scheduler.members(models if models is not None else (len(scheduler.names) if ensemble else 1))
+    members = classifier.members(models if models is not None else (len(classifier.names) if ensemble else 1))
     request.state.mode = f"{crops}x{len(members)}"
     budget_s = min(deadline_ms or settings.request_timeout_ms, settings.request_timeout_ms) / 1000
     deadline = asyncio.get_running_loop().time() + budget_s
@@ -64,16 +64,16 @@ async def classify(
     )
     result = await run_for_client(
         request,
-        state.classifier.classify(images, crops=crops, members=members, topk=topk, deadline=deadline),
+        classifier.classify(images, crops=crops, members=members, topk=topk, deadline=deadline),
         budget_s,
     )
     per_image = [{"predictions": [p.__dict__ for p in preds]} for preds in result.predictions]
     return ClassifyResponse(
-        model=state.repository.name,
+        model=serving.repository.name,
         members=result.members,
         crops=crops,
         evaluations=result.evaluations,
-        trained=all(state.repository.members[i].trained for i in range(len(members))),
+        trained=serving.trained(result.members),
         predictions=per_image[0]["predictions"],
         results=per_image,
         timings_ms=result.timings_ms,
@@ -82,10 +82,9 @@ async def classify(
 
 
 @router.get("/models", response_model=ModelsResponse)
-async def list_models(request: Request) -> ModelsResponse:
+async def list_models(serving: Loaded) -> ModelsResponse:
     """The repository being served: members, versions, file hashes, provider, batching."""
-    state = request.app.state
-    repo, settings = state.repository, state.settings
+    repo, plan = serving.repository, serving.plan
     return ModelsResponse(
         name=repo.name,
         primary=repo.members[0].name,
@@ -94,11 +93,11 @@ async def list_models(request: Request) -> ModelsResponse:
              "trained": m.trained, "metadata": m.metadata}
             for m in repo.members
         ],
-        provider=state.provider,
+        provider=plan.provider,
         batching={
-            "max_batch_size": state.max_batch_size,
-            "max_queue_delay_ms": settings.max_queue_delay_ms,
-            "max_queue_rows": state.max_queue_rows,
-            "instances": state.instances,
+            "max_batch_size": plan.max_batch_size,
+            "max_queue_delay_ms": plan.max_queue_delay_ms,
+            "max_queue_rows": plan.max_queue_rows,
+            "instances": plan.instances,
         },
     )

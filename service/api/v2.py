@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import weakref
 import zlib
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from service.api.body import read_body
+from service.api.deps import Ready
 from service.api.v1 import run_for_client
 from service.api.v2_catalog import TENSOR_SUFFIX, Catalog, V2Model
 from service.api.v2_codec import (
@@ -28,8 +30,9 @@ from service.api.v2_codec import (
     raw_request,
 )
 from service.crops import CROP_COUNTS
-from service.errors import BadRequest, NotReady, PayloadTooLarge, UnsupportedMediaType
+from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from service.repository import INPUT_NAME, OUTPUT_NAME
+from service.serving import Serving
 
 router = APIRouter(prefix="/v2", tags=["v2"])
 SERVER_NAME = "googlenet-serving"
@@ -38,14 +41,17 @@ EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration"]
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
-def _catalog(request: Request) -> Catalog:
-    state = request.app.state
-    if not getattr(state, "ready", False):
-        raise NotReady("the models are still loading", headers={"Retry-After": "1"})
-    catalog = getattr(state, "v2_catalog", None)
-    if catalog is None or catalog.repository is not state.repository:
-        catalog = state.v2_catalog = Catalog(state.repository)
-    return catalog
+_CATALOGS: weakref.WeakKeyDictionary[Serving, Catalog] = weakref.WeakKeyDictionary()
+
+
+def catalog(serving: Ready) -> Catalog:
+    """The v2 models of the served repository (built once per serving object)."""
+    if serving not in _CATALOGS:
+        _CATALOGS[serving] = Catalog(serving.repository)
+    return _CATALOGS[serving]
+
+
+Models = Annotated[Catalog, Depends(catalog)]
 
 
 @router.get("")
@@ -59,33 +65,33 @@ async def server_live() -> dict[str, bool]:
 
 
 @router.get("/health/ready")
-async def server_ready(request: Request) -> dict[str, bool]:
-    _catalog(request)
+async def server_ready(models: Models) -> dict[str, bool]:
     return {"ready": True}
 
 
 @router.get("/models/{name}")
 @router.get("/models/{name}/versions/{version}")
-async def model_metadata(request: Request, name: str, version: str | None = None) -> dict[str, Any]:
-    return _catalog(request).resolve(name, version).metadata()
+async def model_metadata(models: Models, name: str, version: str | None = None) -> dict[str, Any]:
+    return models.resolve(name, version).metadata()
 
 
 @router.get("/models/{name}/ready")
 @router.get("/models/{name}/versions/{version}/ready")
-async def model_ready(request: Request, name: str, version: str | None = None) -> dict[str, Any]:
-    return {"name": _catalog(request).resolve(name, version).name, "ready": True}
+async def model_ready(models: Models, name: str, version: str | None = None) -> dict[str, Any]:
+    return {"name": models.resolve(name, version).name, "ready": True}
 
 
 @router.get("/models/{name}/config")
 @router.get("/models/{name}/versions/{version}/config")
-async def model_config(request: Request, name: str, version: str | None = None) -> dict[str, Any]:
-    catalog, state = _catalog(request), request.app.state
-    return catalog.config(
-        catalog.resolve(name, version),
-        max_batch_size=state.settings.max_images_per_request,
-        queue_delay_ms=state.settings.max_queue_delay_ms,
-        instances=state.instances,
-        provider=state.provider,
+async def model_config(
+    serving: Ready, models: Models, name: str, version: str | None = None
+) -> dict[str, Any]:
+    return models.config(
+        models.resolve(name, version),
+        max_batch_size=serving.settings.max_images_per_request,
+        queue_delay_ms=serving.plan.max_queue_delay_ms,
+        instances=serving.plan.instances,
+        provider=serving.provider,
     )
 
 
@@ -179,10 +185,11 @@ def _output(out: RequestedOutput, probabilities: np.ndarray, labels: list[tuple[
 
 @router.post("/models/{name}/infer")
 @router.post("/models/{name}/versions/{version}/infer")
-async def infer(request: Request, name: str, version: str | None = None) -> Response:
-    state = request.app.state
-    settings, classifier = state.settings, state.classifier
-    model = _catalog(request).resolve(name, version)
+async def infer(
+    request: Request, serving: Ready, models: Models, name: str, version: str | None = None
+) -> Response:
+    settings, classifier = serving.settings, serving.classifier
+    model = models.resolve(name, version)
     body = _decompressed(
         await read_body(request, settings.max_body_bytes, timeout_s=settings.request_timeout_ms / 1000),
         request.headers.get("content-encoding"),
@@ -202,7 +209,7 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     if count is not None and not model.ensemble:
         raise BadRequest(f"parameter models applies to the ensemble, not to member {model.name!r}")
     members = (
-        classifier.scheduler.members(count or len(model.members)) if model.ensemble else list(model.members)
+        classifier.members(count or len(model.members)) if model.ensemble else list(model.members)
     )
     timeout_us = _int_parameter(params, "timeout", None)  # Triton's per-request timeout, in microseconds
     if timeout_us is not None and timeout_us <= 0:

@@ -1,0 +1,107 @@
+"""The serving object: what the lifespan loads and every handler needs, in one typed place.
+
+`open_serving` chooses the provider, reads the repository, opens and warms the sessions and wires
+runtime -> batchers -> scheduler -> classifier; the api layer receives the result through a
+FastAPI dependency (service/api/deps.py), never through an untyped bag.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from service import metrics
+from service.batching import Batcher
+from service.classifier import Classifier
+from service.repository import Repository, load_repository
+from service.runtime import OnnxModel, choose_provider
+from service.scheduling import Scheduler
+from service.settings import Settings
+
+log = logging.getLogger("service")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The batching settings as resolved for the provider: the one answer to "what is max_batch_size"."""
+
+    provider: str
+    precision: str
+    max_batch_size: int
+    max_queue_rows: int
+    max_queue_delay_ms: float
+    instances: int
+
+    @classmethod
+    def resolve(cls, settings: Settings, provider: str) -> Plan:
+        cpu = provider == "cpu"
+        # On CPU batching buys nothing: keep one small batch in flight per core (design.md 5).
+        max_batch_size = settings.max_batch_size or (2 if cpu else 128)
+        # Shed load before latency grows: a CPU core drains ~20 rows/s, so 32 per core is ~1.6 s of
+        # work (docs/benchmarks.md, "Past capacity"); a GPU drains thousands.
+        default_rows = 32 * settings.cpu_count if cpu else 4096
+        return cls(
+            provider=provider,
+            precision=settings.precision if settings.precision != "auto" else ("fp32" if cpu else "fp16"),
+            max_batch_size=max_batch_size,
+            max_queue_rows=settings.max_queue_rows or max(default_rows, max_batch_size),
+            max_queue_delay_ms=settings.max_queue_delay_ms,
+            instances=settings.instances or (settings.cpu_count if cpu else 2),
+        )
+
+
+@dataclass(eq=False)  # identity, not value: one per running app (api caches per-serving views)
+class Serving:
+    settings: Settings
+    repository: Repository
+    plan: Plan
+    classifier: Classifier
+    ready: bool = False  # false while draining: /readyz fails, accepted work still completes
+
+    @property
+    def provider(self) -> str:
+        return self.plan.provider
+
+    def trained(self, members: list[str]) -> bool:
+        by_name = {m.name: m for m in self.repository.members}
+        return all(by_name[name].trained for name in members)
+
+
+def _open_models(settings: Settings, repository: Repository, plan: Plan) -> list[OnnxModel]:
+    models = []
+    for entry in repository.members:
+        model = OnnxModel(
+            entry.path, provider=plan.provider, instances=plan.instances, max_batch_size=plan.max_batch_size,
+            intra_op_threads=settings.intra_op_threads, device_id=settings.device_id,
+            cuda_graphs=settings.cuda_graphs,
+        )
+        model.warm_up()
+        metrics.MODEL_INFO.labels(entry.name, str(entry.version), entry.sha256, plan.provider, entry.precision).set(1)
+        models.append(model)
+    return models
+
+
+def open_serving(settings: Settings) -> Serving:
+    """Load everything (blocking: run it off the event loop). The batchers start with `start`."""
+    plan = Plan.resolve(settings, choose_provider(settings.providers))
+    repository = load_repository(settings.model_repository, precision=plan.precision, limit=settings.models)
+    models = _open_models(settings, repository, plan)
+    scheduler = Scheduler([
+        Batcher(
+            model.run, name=entry.name, max_batch_size=plan.max_batch_size,
+            max_delay_s=plan.max_queue_delay_ms / 1000, max_queue_rows=plan.max_queue_rows,
+            concurrency=plan.instances,
+        )
+        for entry, model in zip(repository.members, models, strict=True)
+    ])
+    classifier = Classifier(
+        scheduler, [(label.wnid, label.name) for label in repository.labels],
+        max_pixels=settings.max_image_pixels, threads=settings.preprocess_threads or settings.cpu_count,
+    )
+    log.info(
+        "serving %d models from %s on %s (%s), max_batch_size=%d, max_queue_rows=%d, instances=%d%s",
+        len(models), settings.model_repository, plan.provider.upper(), plan.precision, plan.max_batch_size,
+        plan.max_queue_rows, plan.instances,
+        "" if all(m.trained for m in repository.members) else " -- UNTRAINED random-init weights",
+    )
+    return Serving(settings, repository, plan, classifier)
