@@ -22,7 +22,8 @@ from fastapi.responses import JSONResponse
 
 from service.errors import ServiceError
 from service.preprocess import preprocess
-from service.repository import INPUT_NAME, OUTPUT_NAME, load_repository
+from service.contract import INPUT_NAME, OUTPUT_NAME
+from service.repository import load_repository
 
 MAX_PIXELS = 50_000_000
 

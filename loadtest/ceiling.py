@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 
 from service.preprocess import preprocess
-from service.repository import INPUT_NAME, OUTPUT_NAME
+from service.contract import INPUT_NAME, OUTPUT_NAME
 
 INPUT_SHAPE = (224, 224, 3)
 

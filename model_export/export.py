@@ -25,7 +25,9 @@ import torch
 from model_export import checkpoint, onnx_graph
 from model_export.data import IMAGENET_MEAN, IMAGENET_STD
 from model_export.model import VARIANTS, GoogLeNet, GoogLeNetConfig, build, load_torchvision_weights
-from model_export.synthetic import CLASSES, texture
+from model_export.synthetic import CLASSES as TEXTURES
+from model_export.synthetic import texture
+from service.contract import ITEM_SHAPE
 from service.preprocess import crops_from_image, preprocess
 
 PRECISIONS = ("fp32", "fp16")
@@ -59,7 +61,7 @@ def parity_images(count: int = 8, directory: str | Path | None = None) -> tuple[
     if directory:
         raise FileNotFoundError(f"no images in {directory}")
     rng = np.random.default_rng(0)
-    crops = [crops_from_image(texture(CLASSES[i % len(CLASSES)], rng, 320, 256), 1)[0] for i in range(count)]
+    crops = [crops_from_image(texture(TEXTURES[i % len(TEXTURES)], rng, 320, 256), 1)[0] for i in range(count)]
     return np.stack(crops), f"{count} generated texture images"
 
 
@@ -117,7 +119,7 @@ def write_member(
         (folder / relative).write_bytes(data)
         files[relative] = {
             "precision": precision,
-            "sha256": hashlib.sha256(data).hexdigest(),
+            "sha256": hashlib.sha256(data).hexdigest(),  # of the bytes just written
             "bytes": len(data),
             "parity": parity,
         }
@@ -130,7 +132,7 @@ def write_member(
             "name": onnx_graph.INPUT,
             "dtype": "uint8",
             "layout": "NHWC",
-            "shape": [-1, 224, 224, 3],
+            "shape": [-1, *ITEM_SHAPE],
             "color": "RGB",
             "mean": list(IMAGENET_MEAN),
             "std": list(IMAGENET_STD),

@@ -19,9 +19,10 @@ from torch import Tensor, nn
 
 from model_export.data import normalize
 from model_export.model import GoogLeNet
+from service.contract import INPUT_NAME, ITEM_SHAPE, OUTPUT_NAME
 
 OPSET = 18  # torch's dynamo exporter starts at 18 (googlenet-spec.md 7.10)
-INPUT, OUTPUT = "image", "probabilities"
+INPUT, OUTPUT = INPUT_NAME, OUTPUT_NAME  # the contract the service checks (service/contract.py)
 
 
 class Deployed(nn.Module):
@@ -39,7 +40,7 @@ class Deployed(nn.Module):
 def trace(model: GoogLeNet) -> onnx.ModelProto:
     """torch.onnx (dynamo) export of the eval-mode model, aux heads off, dynamic batch."""
     deployed = Deployed(model).eval()
-    example = torch.zeros(2, 224, 224, 3, dtype=torch.uint8)
+    example = torch.zeros(2, *ITEM_SHAPE, dtype=torch.uint8)
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress steps
         program = torch.onnx.export(
             deployed,
@@ -48,7 +49,7 @@ def trace(model: GoogLeNet) -> onnx.ModelProto:
             output_names=[OUTPUT],
             opset_version=OPSET,
             dynamo=True,
-            dynamic_shapes={"image": {0: torch.export.Dim("batch")}},
+            dynamic_shapes={INPUT: {0: torch.export.Dim("batch")}},
             verbose=False,
         )
     return program.model_proto

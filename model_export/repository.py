@@ -8,7 +8,6 @@ python -m model_export build-repository --torchvision-weights googlenet-1378be20
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import tempfile
@@ -17,36 +16,33 @@ from pathlib import Path
 from typing import Any
 
 from model_export import export
+from service.contract import (
+    CLASSES,
+    ContractError,
+    Label,
+    format_labels,
+    imagenet_labels,
+    parse_labels,
+    sha256_of,
+)
 from model_export.onnx_graph import Exporter
 
 ENSEMBLE = "googlenet"
 MEMBERS = 7  # the paper's ensemble (section 7, Table 3)
 # "one of them wider" (section 7) without a figure; 1.25 keeps it within the CPU budget (~1.5x MACs).
 WIDER_MEMBER, WIDER_WIDTH = 6, 1.25
-CLASSES = 1000
 
 
 def member_name(i: int) -> str:
     return f"{ENSEMBLE}-{i}"
 
 
-def default_labels() -> list[tuple[str, str]]:
-    """(wnid, name) in ILSVRC-2012 index order: torchvision's names; no wnids ship with it, so empty."""
-    from torchvision.models import GoogLeNet_Weights  # metadata only, nothing is downloaded
-
-    return [("", name) for name in GoogLeNet_Weights.IMAGENET1K_V1.meta["categories"]]
-
-
-def read_labels(path: str | Path) -> list[tuple[str, str]]:
-    rows = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines()):
-        fields = line.split("\t")
-        if len(fields) != 3 or fields[0] != str(n):
-            raise ValueError(f"{path}:{n + 1}: expected '{n}<TAB>wnid<TAB>name', got {line!r}")
-        rows.append((fields[1], fields[2]))
-    if len(rows) != CLASSES:
-        raise ValueError(f"{path} has {len(rows)} rows, the repository needs {CLASSES}")
-    return rows
+def read_labels(path: str | Path) -> list[Label]:
+    """A user's labels.tsv (--labels), checked against the contract before anything is written."""
+    try:
+        return parse_labels(Path(path).read_text(encoding="utf-8"), source=str(path))
+    except ContractError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def problems(root: str | Path) -> list[str]:
@@ -70,7 +66,7 @@ def problems(root: str | Path) -> list[str]:
             issues.append(f"{name}: no fp32 file")
         for relative, info in record["files"].items():
             path = root / name / relative
-            if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != info["sha256"]:
+            if not path.is_file() or sha256_of(path) != info["sha256"]:
                 issues.append(f"{name}/{relative}: missing or sha256 mismatch")
     return issues
 
@@ -98,7 +94,7 @@ def build(
         sources = [("seed", i) for i in range(MEMBERS if members is None else members)]
     if not 1 <= len(sources) <= 16:
         raise ValueError(f"a repository holds 1..16 members, got {len(sources)}")
-    rows = read_labels(labels) if labels else default_labels()
+    rows = read_labels(labels) if labels else imagenet_labels()
 
     output = Path(output)
     if output.exists() and any(output.iterdir()) and not (output / "ensemble.json").exists():
@@ -107,9 +103,7 @@ def build(
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; the service often runs as another user
     try:
-        (staging / "labels.tsv").write_text(
-            "".join(f"{i}\t{w}\t{n}\n" for i, (w, n) in enumerate(rows)), encoding="utf-8"
-        )
+        (staging / "labels.tsv").write_text(format_labels(rows), encoding="utf-8")
         names = [member_name(i) for i in range(len(sources))]
         (staging / "ensemble.json").write_text(
             json.dumps({"name": ENSEMBLE, "members": names, "primary": names[0]}, indent=2) + "\n"
@@ -163,7 +157,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--precision", default="fp32,fp16", help="comma-separated: fp32, fp16 (default both)")
     p.add_argument(
-        "--labels", help="index<TAB>wnid<TAB>name, 1000 rows (default: torchvision's names, no wnids)"
+        "--labels", help="index<TAB>wnid<TAB>name, 1000 rows (default: the ILSVRC-2012 wnids and names)"
     )
     p.add_argument("--seed", type=int, default=0, help="random-init member i uses seed + i")
     p.add_argument(

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-CROP = 224
+from service.contract import IMAGE_SIDE
+
+CROP = IMAGE_SIDE  # the model input side (service/contract.py)
 CROP_COUNTS = (1, 10, 144)
 # 144 crops: shorter side resized to 4 scales (paper section 7; googlenet-spec.md 4.1).
 SCALES_144 = (256, 288, 320, 352)

@@ -1,28 +1,21 @@
 """Reads the model repository that model_export writes (design.md 3.1): members, versions, labels.
 
-This file format is the only link between the two packages; see docs/model-repository.md.
+The file format is the contract of service/contract.py, which model_export writes; see
+docs/model-repository.md.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-INPUT_NAME, OUTPUT_NAME, CLASSES = "image", "probabilities", 1000
+from service.contract import ContractError, Label, parse_labels, sha256_of
 
 
 class RepositoryError(Exception):
     """The repository cannot be served: missing, malformed, or a file that fails its checksum."""
-
-
-@dataclass(frozen=True)
-class Label:
-    index: int
-    wnid: str
-    name: str
 
 
 @dataclass(frozen=True)
@@ -61,26 +54,11 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def read_labels(path: Path) -> list[Label]:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        return parse_labels(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise RepositoryError(f"cannot read labels.tsv: {exc}") from None
-    labels = []
-    for i, line in enumerate(lines):
-        parts = line.split("\t")
-        if len(parts) != 3 or parts[0] != str(i):
-            raise RepositoryError(f"labels.tsv line {i + 1} must be '{i}<TAB>wnid<TAB>name'")
-        labels.append(Label(i, parts[1], parts[2]))
-    if len(labels) != CLASSES:
-        raise RepositoryError(f"labels.tsv has {len(labels)} rows, expected {CLASSES}")
-    return labels
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    except ContractError as exc:
+        raise RepositoryError(str(exc)) from None
 
 
 def _entry(root: Path, name: str, precision: str) -> ModelEntry:

@@ -15,11 +15,10 @@ from typing import Literal
 import numpy as np
 import onnxruntime as ort
 
-from service.repository import CLASSES, INPUT_NAME, OUTPUT_NAME
+from service.contract import CLASSES, INPUT_NAME, ITEM_SHAPE, OUTPUT_NAME
 
 log = logging.getLogger(__name__)
 Provider = Literal["cuda", "cpu"]
-INPUT_SHAPE = (224, 224, 3)
 
 
 class ModelLoadError(Exception):
@@ -110,7 +109,7 @@ class OnnxModel:
         inputs, outputs = session.get_inputs(), session.get_outputs()
         ok = (
             len(inputs) == 1 and inputs[0].name == INPUT_NAME and inputs[0].type == "tensor(uint8)"
-            and tuple(inputs[0].shape[1:]) == INPUT_SHAPE
+            and tuple(inputs[0].shape[1:]) == ITEM_SHAPE
             and any(o.name == OUTPUT_NAME and o.type == "tensor(float)" and o.shape[-1] == CLASSES for o in outputs)
         )
         if not ok:
@@ -146,7 +145,7 @@ class OnnxModel:
             instance.session.run_with_iobinding(binding)
             return binding.copy_outputs_to_cpu()[0][:n]
         if size not in instance.graphs:
-            x = ort.OrtValue.ortvalue_from_shape_and_type((size, *INPUT_SHAPE), np.uint8, "cuda", self.device_id)
+            x = ort.OrtValue.ortvalue_from_shape_and_type((size, *ITEM_SHAPE), np.uint8, "cuda", self.device_id)
             y = ort.OrtValue.ortvalue_from_shape_and_type((size, CLASSES), np.float32, "cuda", self.device_id)
             binding = instance.session.io_binding()
             binding.bind_ortvalue_input(INPUT_NAME, x)
@@ -163,4 +162,4 @@ class OnnxModel:
         """Run every batch shape on every instance before the service says it is ready."""
         for instance in self._instances:
             for size in self.buckets or sorted({1, self.max_batch_size}):
-                self._run_on(instance, np.zeros((size, *INPUT_SHAPE), np.uint8))
+                self._run_on(instance, np.zeros((size, *ITEM_SHAPE), np.uint8))

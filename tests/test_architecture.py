@@ -37,18 +37,50 @@ def test_only_the_api_layer_and_the_app_factory_import_the_web_framework(path: P
     assert allowed or not web, web
 
 
-@pytest.mark.parametrize(
-    ("module", "forbidden"),
-    [
-        ("batching.py", {"service.runtime", "service.scheduling", "service.classifier", "service.api"}),
-        ("runtime.py", {"service.batching", "service.scheduling", "service.classifier", "service.api"}),
-        ("scheduling.py", {"service.runtime", "service.classifier", "service.api"}),
-        ("classifier.py", {"service.runtime", "service.api"}),
-        ("preprocess.py", {"service.runtime", "service.batching", "service.api"}),
-        ("crops.py", {"service"}),
-        ("errors.py", {"service"}),
-    ],
-)
-def test_lower_layers_do_not_import_upper_ones(module: str, forbidden: set[str]) -> None:
-    found = {n for n in imports(SERVICE / module) for f in forbidden if n == f or n.startswith(f + ".")}
-    assert not found, found
+# The request path, top to bottom (design.md 4); a module imports only from layers below its own.
+LAYERS = [
+    {"__main__"},
+    {"app", "lifecycle"},
+    {"api"},
+    {"serving"},
+    {"classifier"},
+    {"scheduling"},
+    {"batching", "runtime", "preprocess", "postprocess", "repository", "gpu"},
+    {"crops", "settings", "metrics", "logs"},
+    {"contract", "errors"},
+]
+RANK = {name: rank for rank, layer in enumerate(LAYERS) for name in layer}
+
+
+def _unit(module: str) -> str:
+    """`service.api.v2` -> `api`; `service.crops` -> `crops`."""
+    return module.split(".")[1]
+
+
+def _internal(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "service":
+            found |= {f"service.{a.name}" for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("service."):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("service.")}
+    return found
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_imports_point_down_the_layers(path: Path) -> None:
+    unit = path.parent.name if path.parent.name == "api" else path.stem
+    if unit == "__init__":
+        return
+    assert unit in RANK, f"{unit} is in no layer of LAYERS: place it"
+    upward = {m for m in _internal(path) if _unit(m) != unit and RANK[_unit(m)] <= RANK[unit]}
+    assert not upward, f"{unit} imports {upward} from its own layer or above"
+
+
+def test_the_api_reaches_the_classifier_through_the_serving_object_not_app_state() -> None:
+    handlers = [p for p in (SERVICE / "api").glob("*.py") if "app.state" in p.read_text()]
+    assert [p.name for p in handlers] == ["deps.py", "health.py"]  # the dependency, and the probe's 503
+    assert "service.serving" in imports(SERVICE / "api" / "deps.py")
+    assert "service.classifier" in imports(SERVICE / "serving.py")

@@ -31,7 +31,7 @@ from service.api.v2_codec import (
 )
 from service.crops import CROP_COUNTS
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from service.repository import INPUT_NAME, OUTPUT_NAME
+from service.contract import INPUT_NAME, OUTPUT_NAME
 from service.serving import Serving
 
 router = APIRouter(prefix="/v2", tags=["v2"])

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.crops import CROP
 from service.errors import NotFound
-from service.repository import CLASSES, INPUT_NAME, OUTPUT_NAME, Repository
+from service.contract import CLASSES, INPUT_NAME, ITEM_SHAPE, OUTPUT_NAME
+from service.repository import Repository
 
 TENSOR_SUFFIX = "-tensor"
 ENSEMBLE_VERSION = "1"  # the ensemble is not a file: it has one version, its members have their own
-ENCODED_SHAPE, TENSOR_SHAPE = (1,), (CROP, CROP, 3)  # per batch item, after the batch dimension
+ENCODED_SHAPE, TENSOR_SHAPE = (1,), ITEM_SHAPE  # per batch item, after the batch dimension
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import onnxruntime as ort
 import pytest
 
 from model_export import repository
+from service.contract import Label
 from service.repository import load_repository
 
 MODEL_KEYS = {
@@ -26,11 +27,9 @@ MODEL_KEYS = {
 }
 
 
-def test_default_build_takes_under_a_minute(default_repository) -> None:
-    _, stdout, wall, cpu = default_repository
-    print(f"build-repository (7 members, fp32 + fp16, parity-checked): {wall:.1f} s wall, {cpu:.1f} s CPU")
-    # CPU seconds bound the wall time of a quiet 2-core machine, and do not grow when other jobs share it.
-    assert wall < 60 or cpu < 60
+def test_default_build_says_it_is_untrained(default_repository) -> None:
+    # Its duration is a benchmark figure (docs/benchmarks.md), never a test verdict (issue 11).
+    _, stdout, _, _ = default_repository
     assert "UNTRAINED" in stdout and "7 members" in stdout
 
 
@@ -42,7 +41,7 @@ def test_repository_layout_and_model_json(default_repository) -> None:
         "primary": "googlenet-0",
     }
     labels = (root / "labels.tsv").read_text(encoding="utf-8").splitlines()
-    assert len(labels) == 1000 and labels[0] == "0\t\ttench" and labels[999] == "999\t\ttoilet tissue"
+    assert len(labels) == 1000 and labels[0] == "0\tn01440764\ttench" and labels[999] == "999\tn15075141\ttoilet tissue"
     assert oct(root.stat().st_mode & 0o777) == oct(0o755)  # readable by a service running as another user
     for i in range(7):
         record = json.loads((root / f"googlenet-{i}" / "model.json").read_text())
@@ -111,7 +110,7 @@ def test_refuses_to_overwrite_a_folder_that_is_not_a_repository(tmp_path) -> Non
 def test_labels_file_is_validated(tmp_path) -> None:
     good = tmp_path / "labels.tsv"
     good.write_text("".join(f"{i}\tn{i:08d}\tclass {i}\n" for i in range(1000)), encoding="utf-8")
-    assert repository.read_labels(good)[5] == ("n00000005", "class 5")
+    assert repository.read_labels(good)[5] == Label(5, "n00000005", "class 5")
     bad = tmp_path / "bad.tsv"
     bad.write_text("".join(f"{i}\tn{i:08d}\n" for i in range(1000)), encoding="utf-8")
     with pytest.raises(ValueError, match="wnid"):
