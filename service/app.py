@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 
 from service import gpu, logs, metrics
-from service.api import errors, health, middleware, security, v1, v2, web
+from service.api import errors, grpc_server, health, middleware, security, v1, v2, web
+from service.api.v2_catalog import Catalog
 from service.batching import Batcher
 from service.classifier import Classifier
 from service.repository import Repository, load_repository
@@ -89,10 +90,17 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.classifier = classifier
         scheduler.start()
         app.state.ready = True
+        grpc = await grpc_server.start(grpc_server.InferenceServicer(
+            classifier=classifier, catalog=Catalog(loaded.repository), settings=settings,
+            ready=lambda: app.state.ready, provider=loaded.provider, instances=loaded.instances,
+            max_queue_rows=loaded.max_queue_rows, version=app.version,
+        ), settings) if settings.grpc_port else None
         try:
             yield
         finally:
             app.state.ready = False
+            if grpc is not None:  # no new calls; those in flight finish first (docs/deployment.md)
+                await grpc.stop(settings.shutdown_grace_s)
             try:  # every admitted request gets its answer, unless a batch hangs past the grace period
                 await asyncio.wait_for(scheduler.drain(), settings.shutdown_grace_s)
             except TimeoutError:

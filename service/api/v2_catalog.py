@@ -13,6 +13,9 @@ from service.crops import CROP
 from service.errors import NotFound
 from service.repository import CLASSES, INPUT_NAME, OUTPUT_NAME, Repository
 
+SERVER_NAME = "googlenet-serving"
+# "statistics" is left out on purpose: perf_analyzer then skips its /stats calls (serving notes 2.6).
+EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration"]
 TENSOR_SUFFIX = "-tensor"
 ENSEMBLE_VERSION = "1"  # the ensemble is not a file: it has one version, its members have their own
 ENCODED_SHAPE, TENSOR_SHAPE = (1,), (CROP, CROP, 3)  # per batch item, after the batch dimension
