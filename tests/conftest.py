@@ -127,6 +127,14 @@ def serve(repo: Path, **overrides: object) -> LiveServer:
     return LiveServer(settings)
 
 
+@pytest.fixture(scope="session")
+def perf_analyzer() -> list[str]:
+    """The command prefix that runs Triton's perf_analyzer here (tests/perf_analyzer.py)."""
+    from tests import perf_analyzer as installer
+
+    return installer.install()
+
+
 @pytest.fixture(scope="module")
 def server(tiny_repo: Path) -> Iterator[LiveServer]:
     with serve(tiny_repo, max_batch_size=8, instances=2) as live:
