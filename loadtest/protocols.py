@@ -1,0 +1,116 @@
+"""`python -m loadtest protocols`: gRPC vs HTTP v2 vs /v1 against one service process, at the same
+concurrency in one run: img/s, p50/p99 and the server's CPU seconds per request (from /proc, via
+psutil), written as a section of docs/benchmarks.md that `bench` keeps (it sits in the notes).
+
+    python -m loadtest protocols --model-repository model_repository --concurrency 1 8 --duration 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from loadtest import machine
+from loadtest.benchdoc import NOTES_END
+from loadtest.generator import LoadSpec, run_load_sync
+from loadtest.images import load_corpus
+from loadtest.mix import Mix
+from loadtest.servers import ServerProcess
+from service.repository import load_repository
+
+START, END = "<!-- protocols: written by python -m loadtest protocols -->", "<!-- end of protocols -->"
+ORDER = ("grpc", "v2", "v1")
+
+
+def add_protocols_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-repository", type=Path, default=Path("model_repository"))
+    parser.add_argument("--images", type=Path, help="JPEG folder (default ../shared/data/imagenet-samples)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8], help="closed-loop client counts")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds measured per protocol and level")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds sent before each, not measured")
+    parser.add_argument("--mode", default="1x1", help="CROPSxMODELS of every request (default 1x1)")
+    parser.add_argument("--service-args", default="", help="extra flags for python -m service, quoted")
+    parser.add_argument("--output", type=Path, default=machine.REPO_ROOT / "docs" / "benchmarks.md")
+
+
+def _measure(server: ServerProcess, corpus: Any, protocol: str, args: argparse.Namespace, c: int, model: str) -> dict:
+    spec = dict(url=server.url, mix=Mix.parse(args.mode), concurrency=c, protocol=protocol, v2_model=model,
+                grpc_target=server.grpc_target, scrape_metrics=False)
+    run_load_sync(LoadSpec(duration_s=args.warmup, **spec), corpus)  # warm connections and caches
+    cpu0 = server.cpu_seconds()
+    result = run_load_sync(LoadSpec(duration_s=args.duration, **spec), corpus)
+    cpu_s = server.cpu_seconds() - cpu0
+    lat = result["latency_ms"]
+    return {"protocol": protocol, "concurrency": c, "img_per_s": result["throughput_rps"],
+            "p50_ms": lat.get("p50"), "p99_ms": lat.get("p99"), "requests": result["requests"],
+            "errors": result["requests"] - result["ok"], "outcomes": result["outcomes"],
+            "server_cpu_ms_per_request": 1000 * cpu_s / max(result["requests"], 1),
+            "generator_cores": result["generator"]["cores"]}
+
+
+def run_protocols(args: argparse.Namespace) -> int:
+    import shlex
+
+    repo = load_repository(args.model_repository)
+    corpus = load_corpus(args.images)
+    other = machine.busy_cores(2.0)
+    rows = []
+    cmd = ["--model-repository", str(args.model_repository), "--providers", "cpu", "--log-level", "warning",
+           *shlex.split(args.service_args)]
+    with ServerProcess("service", cmd) as server:
+        for c in args.concurrency:
+            for protocol in ORDER:
+                rows.append(_measure(server, corpus, protocol, args, c, repo.name))
+                r = rows[-1]
+                print(f"c={c} {protocol:4s} {r['img_per_s']:7.1f} img/s p50 {r['p50_ms'] or 0:7.1f} "
+                      f"p99 {r['p99_ms'] or 0:7.1f} ms  server CPU {r['server_cpu_ms_per_request']:6.2f} ms/req "
+                      f"errors {r['errors']}", file=sys.stderr, flush=True)
+    report = {"machine": machine.describe(), "other_cores_at_start": other, "mode": args.mode,
+              "duration_s": args.duration, "images": corpus.source, "repository": repo.name,
+              "trained": all(m.trained for m in repo.members), "rows": rows,
+              "command": " ".join(["python -m loadtest protocols", *sys.argv[2:]])}
+    write_section(args.output, render(report))
+    out = machine.REPO_ROOT / "runs" / "protocols.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    return 0 if all(r["errors"] == 0 for r in rows) else 1
+
+
+def render(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        START, f"### gRPC vs HTTP v2 vs /v1 ({m['date']})", "",
+        f"`{report['command']}` on {m['cpu']}, {m['cores']} cores, no GPU, commit {m['commit']}; mode "
+        f"{report['mode']}, {report['duration_s']:g} s measured per row after a warm-up, the three protocols "
+        f"one after the other against one service process ({report['repository']}, "
+        f"{'trained' if report['trained'] else 'untrained'} weights). Other load at the start: "
+        f"{report['other_cores_at_start']:.2f} cores. Server CPU is user + system time of the service process "
+        "over the measured seconds, divided by the requests answered.", "",
+        "| concurrency | protocol | img/s | p50 ms | p99 ms | server CPU ms/request | vs /v1 CPU | errors |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["rows"]:
+        v1 = next(r for r in report["rows"] if r["concurrency"] == row["concurrency"] and r["protocol"] == "v1")
+        name = {"grpc": "gRPC ModelInfer", "v2": "HTTP v2 infer", "v1": "/v1/classify"}[row["protocol"]]
+        lines.append(
+            f"| {row['concurrency']} | {name} | {row['img_per_s']:.1f} | {row['p50_ms'] or 0:.1f} | "
+            f"{row['p99_ms'] or 0:.1f} | {row['server_cpu_ms_per_request']:.2f} | "
+            f"{row['server_cpu_ms_per_request'] / v1['server_cpu_ms_per_request']:.2f}x | {row['errors']} |")
+    return "\n".join([*lines, "", END])
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace the section in place, or add it at the end of the kept notes."""
+    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{NOTES_END}\n"
+    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text)
+    elif NOTES_END in text:
+        text = text.replace(NOTES_END, section + "\n" + NOTES_END, 1)
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    path.write_text(text)
