@@ -89,12 +89,13 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.max_queue_rows = loaded.max_queue_rows
         app.state.classifier = classifier
         scheduler.start()
-        app.state.ready = True
+        # gRPC listens before readiness turns true, so a port that cannot be had fails the start-up.
         grpc = await grpc_server.start(grpc_server.InferenceServicer(
             classifier=classifier, catalog=Catalog(loaded.repository), settings=settings,
             ready=lambda: app.state.ready, provider=loaded.provider, instances=loaded.instances,
             max_queue_rows=loaded.max_queue_rows, version=app.version,
         ), settings) if settings.grpc_port else None
+        app.state.ready = True
         try:
             yield
         finally:

@@ -1,4 +1,5 @@
-"""Open Inference Protocol gRPC messages <-> the tensors of v2_codec: ModelInferRequest in, ModelInferResponse out.
+"""Open Inference Protocol gRPC messages <-> the tensors of v2_codec: ModelInferRequest in,
+ModelInferResponse out.
 
 Pure functions of protobuf messages (no server, no models), so they can be fuzzed: every malformed
 request raises `BadRequest`, never anything else. Sizes are checked against the shape before any
@@ -65,13 +66,17 @@ def _typed(name: str, datatype: str, shape: tuple[int, ...], contents: pb.InferT
         raise BadRequest(f"input {name!r}: {datatype} data goes in {want}, got {', '.join(given)}")
     values, count = getattr(contents, field), math.prod(shape)
     if len(values) != count:  # compared before any array is made: the shape is the client's word
-        raise BadRequest(f"input {name!r}: shape {list(shape)} needs {count} elements, contents has {len(values)}")
+        raise BadRequest(
+            f"input {name!r}: shape {list(shape)} needs {count} elements, contents has {len(values)}"
+        )
     if datatype == "BYTES":
         out = np.empty(count, dtype=object)
         out[:] = list(values)
         return out.reshape(shape)
     dtype = DTYPES[datatype]
-    wide = np.array(values, dtype={"f": np.float64, "b": np.bool_}.get(dtype.kind, np.uint64 if field == "uint64_contents" else np.int64))
+    # Read at the field's own width, range-checked, then narrowed (UINT8 travels in uint32 fields).
+    integer = np.uint64 if field == "uint64_contents" else np.int64
+    wide = np.array(values, dtype={"f": np.float64, "b": np.bool_}.get(dtype.kind, integer))
     info = np.iinfo(dtype) if dtype.kind in "iu" else None
     if info is not None and wide.size and (wide.min() < info.min or wide.max() > info.max):
         raise BadRequest(f"input {name!r}: a value is out of the range of {datatype}")
@@ -91,7 +96,8 @@ def parse_infer(request: pb.ModelInferRequest) -> InferenceRequest:
     for i, tensor in enumerate(request.inputs):
         name, datatype = tensor.name, tensor.datatype
         if datatype not in DTYPES:
-            raise BadRequest(f"input {name!r}: datatype must be one of {', '.join(DTYPES)}, got {datatype[:32]!r}")
+            allowed = ", ".join(DTYPES)
+            raise BadRequest(f"input {name!r}: datatype must be one of {allowed}, got {datatype[:32]!r}")
         shape = check_shape(list(tensor.shape), name)
         parameters(tensor.parameters, f"input {name!r}")
         if raw:
@@ -116,7 +122,9 @@ def parse_infer(request: pb.ModelInferRequest) -> InferenceRequest:
     )
 
 
-def encode_infer(model_name: str, model_version: str, request_id: str | None, outputs: list[Tensor]) -> pb.ModelInferResponse:
+def encode_infer(
+    model_name: str, model_version: str, request_id: str | None, outputs: list[Tensor]
+) -> pb.ModelInferResponse:
     """Outputs as raw_output_contents, as Triton answers (tritonclient's as_numpy reads them)."""
     response = pb.ModelInferResponse(model_name=model_name, model_version=model_version, id=request_id or "")
     for t in outputs:

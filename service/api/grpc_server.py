@@ -24,34 +24,36 @@ from service import logs, metrics
 from service.api import grpc_codec, v2_infer
 from service.api.errors import count_rejection
 from service.api.grpc_stats import model_statistics
-from service.api.grpc_stream import Call, serve_stream
+from service.api.grpc_status import status_code, trailers
+from service.api.grpc_stream import INTERNAL_MESSAGE, Call, serve_stream
 from service.api.middleware import request_id
 from service.api.security import check_token
 from service.api.v2_catalog import EXTENSIONS, SERVER_NAME, Catalog
 from service.classifier import Classifier
-from service.api.grpc_status import status_code, trailers
 from service.errors import BadRequest, DeadlineExceeded, NotFound, NotReady, ServiceError, Unauthorized
 from service.settings import Settings
 
 log = logging.getLogger("service.grpc")
 SERVICE = "inference.GRPCInferenceService"
 _DESCRIPTOR = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+
+
 def _rpc(*, probe: bool = False) -> Callable:
-    """Auth, request metrics, access log and error codes around one unary RPC."""
+    """Auth, request metrics, access log and error codes around one unary RPC `method(self, request, call)`."""
 
     def wrap(method: Callable[..., Awaitable]) -> Callable:
         route = f"/{SERVICE}/{method.__name__}"
 
         @functools.wraps(method)
         async def call(self: InferenceServicer, request: object, context: grpc.aio.ServicerContext) -> object:
-            state, status, started = Call(), "200", time.perf_counter()
+            state, status, started = Call(context=context), "200", time.perf_counter()
             metrics.INFLIGHT_REQUESTS.inc()
             bound = logs.REQUEST_ID.set(request_id(getattr(request, "id", "")))
             try:
                 self.authorize(context, probe=probe)
                 if request is grpc_codec.MALFORMED:
                     raise BadRequest(f"the {method.__name__} request is not a valid protobuf message")
-                return await method(self, request, context, state)
+                return await method(self, request, state)
             except ServiceError as exc:
                 status = str(exc.status)
                 count_rejection(exc)
@@ -62,7 +64,7 @@ def _rpc(*, probe: bool = False) -> Callable:
             except Exception:
                 status = "500"
                 log.exception("unexpected error")
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log for this request id")
+                await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
             finally:
                 self.observe(route, status, state.mode, started)
                 logs.REQUEST_ID.reset(bound)
@@ -90,7 +92,8 @@ class InferenceServicer:
         header = next((v for k, v in context.invocation_metadata() or () if k == "authorization"), "")
         allowed, offered = check_token(header if isinstance(header, str) else "", self._token)
         if not allowed:
-            raise Unauthorized("the bearer token is not valid" if offered else "this call needs metadata 'authorization: Bearer <token>'")
+            missing = "this call needs the metadata 'authorization: Bearer <token>'"
+            raise Unauthorized("the bearer token is not valid" if offered else missing)
 
     def observe(self, route: str, status: str, mode: str, started: float) -> None:
         elapsed = time.perf_counter() - started
@@ -105,15 +108,15 @@ class InferenceServicer:
         return self.catalog
 
     @_rpc(probe=True)
-    async def ServerLive(self, request: pb.ServerLiveRequest, context: object, call: Call) -> pb.ServerLiveResponse:
+    async def ServerLive(self, request: pb.ServerLiveRequest, call: Call) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
 
     @_rpc(probe=True)
-    async def ServerReady(self, request: pb.ServerReadyRequest, context: object, call: Call) -> pb.ServerReadyResponse:
+    async def ServerReady(self, request: pb.ServerReadyRequest, call: Call) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self.ready())
 
     @_rpc()
-    async def ModelReady(self, request: pb.ModelReadyRequest, context: object, call: Call) -> pb.ModelReadyResponse:
+    async def ModelReady(self, request: pb.ModelReadyRequest, call: Call) -> pb.ModelReadyResponse:
         try:  # Triton answers false for a model it does not serve, rather than an error
             self._catalog().resolve(request.name, request.version)
         except (NotFound, NotReady):
@@ -121,43 +124,43 @@ class InferenceServicer:
         return pb.ModelReadyResponse(ready=True)
 
     @_rpc()
-    async def ServerMetadata(self, request: object, context: object, call: Call) -> pb.ServerMetadataResponse:
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest, call: Call) -> pb.ServerMetadataResponse:
         return pb.ServerMetadataResponse(name=SERVER_NAME, version=self.version, extensions=EXTENSIONS)
 
     @_rpc()
-    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: object, call: Call) -> object:
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, call: Call) -> pb.ModelMetadataResponse:
         model = self._catalog().resolve(request.name, request.version)
         return json_format.ParseDict(model.metadata(), pb.ModelMetadataResponse())
 
     @_rpc()
-    async def ModelConfig(self, request: pb.ModelConfigRequest, context: object, call: Call) -> object:
-        catalog = self._catalog()
+    async def ModelConfig(self, request: pb.ModelConfigRequest, call: Call) -> pb.ModelConfigResponse:
+        catalog, settings = self._catalog(), self.settings
         config = catalog.config(
-            catalog.resolve(request.name, request.version), max_batch_size=self.settings.max_images_per_request,
-            queue_delay_ms=self.settings.max_queue_delay_ms, instances=self.instances, provider=self.provider,
+            catalog.resolve(request.name, request.version), max_batch_size=settings.max_images_per_request,
+            queue_delay_ms=settings.max_queue_delay_ms, instances=self.instances, provider=self.provider,
         )
         return pb.ModelConfigResponse(config=json_format.ParseDict(config, model_config_pb2.ModelConfig()))
 
     @_rpc()
-    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: object, call: Call) -> object:
+    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, call: Call) -> pb.RepositoryIndexResponse:
         state = "READY" if self.ready() else "UNAVAILABLE"
         if request.ready and state != "READY":
             return pb.RepositoryIndexResponse()
-        return pb.RepositoryIndexResponse(
-            models=[{"name": m.name, "version": m.version, "state": state} for m in self.catalog.models.values()]
-        )
+        models = [{"name": m.name, "version": m.version, "state": state} for m in self.catalog.models.values()]
+        return pb.RepositoryIndexResponse(models=models)
 
     @_rpc()
-    async def ModelStatistics(self, request: pb.ModelStatisticsRequest, context: object, call: Call) -> object:
+    async def ModelStatistics(self, request: pb.ModelStatisticsRequest, call: Call) -> pb.ModelStatisticsResponse:
         catalog = self._catalog()
-        models = [catalog.resolve(request.name, request.version)] if request.name else list(catalog.models.values())
-        return model_statistics(catalog.repository, models)
+        if request.name:
+            return model_statistics(catalog.repository, [catalog.resolve(request.name, request.version)])
+        return model_statistics(catalog.repository, list(catalog.models.values()))
 
     @_rpc()
-    async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext, call: Call) -> object:
-        return await self.infer(request, context.time_remaining(), call)
+    async def ModelInfer(self, request: pb.ModelInferRequest, call: Call) -> pb.ModelInferResponse:
+        return await self.infer(request, call)
 
-    async def infer(self, request: pb.ModelInferRequest, remaining_s: float | None, call: Call) -> pb.ModelInferResponse:
+    async def infer(self, request: pb.ModelInferRequest, call: Call) -> pb.ModelInferResponse:
         """One inference: the checks of v2_infer, then the classifier, within the request's time."""
         settings, classifier = self.settings, self.classifier
         model = self._catalog().resolve(request.model_name, request.model_version)
@@ -167,6 +170,7 @@ class InferenceServicer:
             timeout_s=settings.request_timeout_ms / 1000,
         )
         call.mode = work.mode
+        remaining_s = call.context.time_remaining() if call.context is not None else None  # the gRPC deadline
         budget_s = min(work.budget_s, remaining_s if remaining_s is not None else float("inf"))
         deadline = asyncio.get_running_loop().time() + budget_s
         answer = classifier.probabilities(work.images, work.crops, work.members, deadline=deadline)
@@ -181,8 +185,6 @@ class InferenceServicer:
     async def ModelStreamInfer(
         self, requests: AsyncIterator[object], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        """Requests of one stream run concurrently (perf_analyzer's streaming mode keeps several in
-        flight); each answer carries its request's id, and an error ends only its own request."""
         async for response in serve_stream(self, requests, context):
             yield response
 
@@ -192,9 +194,12 @@ class InferenceServicer:
             fn = getattr(self, method.name, None)
             if fn is None:
                 continue  # shared memory, trace, logging, model load: grpc answers UNIMPLEMENTED
-            parse, serialize = grpc_codec.lenient(getattr(pb, method.input_type.name)), getattr(pb, method.output_type.name)
-            make = grpc.stream_stream_rpc_method_handler if method.client_streaming else grpc.unary_unary_rpc_method_handler
-            handlers[method.name] = make(fn, request_deserializer=parse, response_serializer=serialize.SerializeToString)
+            parse = grpc_codec.lenient(getattr(pb, method.input_type.name))
+            serialize = getattr(pb, method.output_type.name).SerializeToString
+            make = grpc.unary_unary_rpc_method_handler
+            if method.client_streaming:  # ModelStreamInfer, the one stream of the service
+                make = grpc.stream_stream_rpc_method_handler
+            handlers[method.name] = make(fn, request_deserializer=parse, response_serializer=serialize)
         return grpc.method_handlers_generic_handler(SERVICE, handlers)
 
 

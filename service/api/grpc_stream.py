@@ -30,8 +30,14 @@ log = logging.getLogger("service.grpc")
 ROUTE = "/inference.GRPCInferenceService/ModelStreamInfer"
 
 
+INTERNAL_MESSAGE = "internal error; see the server log for this request id"
+
+
 @dataclass
 class Call:
+    """One request's bookkeeping between the RPC wrapper and the handler."""
+
+    context: grpc.aio.ServicerContext | None = None  # None on a stream: the stream's deadline is not the request's
     mode: str = "none"  # the bounded `mode` label, set once the request is checked
 
 
@@ -42,7 +48,7 @@ async def _one(servicer: InferenceServicer, request: object) -> pb.ModelStreamIn
     try:
         if request is grpc_codec.MALFORMED:
             raise BadRequest("a ModelStreamInfer request is not a valid protobuf message")
-        return pb.ModelStreamInferResponse(infer_response=await servicer.infer(request, None, call))
+        return pb.ModelStreamInferResponse(infer_response=await servicer.infer(request, call))
     except ServiceError as exc:
         status = str(exc.status)
         count_rejection(exc)
@@ -55,7 +61,7 @@ async def _one(servicer: InferenceServicer, request: object) -> pb.ModelStreamIn
     except Exception:
         status = "500"
         log.exception("unexpected error")
-        return pb.ModelStreamInferResponse(error_message="internal error; see the server log for this request id")
+        return pb.ModelStreamInferResponse(error_message=INTERNAL_MESSAGE)
     finally:
         servicer.observe(ROUTE, status, call.mode, started)
         logs.REQUEST_ID.reset(bound)

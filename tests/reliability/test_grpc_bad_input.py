@@ -48,7 +48,8 @@ def _with(edit: Callable[[pb.ModelInferRequest], None]) -> bytes:
 # (id, expected code, the serialized ModelInferRequest or whatever bytes are sent instead)
 REJECTED: list[tuple[str, str, bytes | Callable[[], bytes]]] = [
     ("not a protobuf message", "INVALID_ARGUMENT", b"\xff\xff\xff\xff"),
-    ("invalid UTF-8 in the model name", "INVALID_ARGUMENT", pb.ModelInferRequest(model_name="ti").SerializeToString().replace(b"ti", b"\xff\xfe")),
+    ("invalid UTF-8 in the model name", "INVALID_ARGUMENT",
+     pb.ModelInferRequest(model_name="ti").SerializeToString().replace(b"ti", b"\xff\xfe")),
     ("truncated message", "INVALID_ARGUMENT", lambda: infer()[:-100]),
     ("message over max_body_bytes", "RESOURCE_EXHAUSTED", lambda: infer(images=[b"\0" * (LIMIT + 1)])),
     ("no inputs", "INVALID_ARGUMENT", pb.ModelInferRequest(model_name="tiny").SerializeToString()),
@@ -75,7 +76,9 @@ REJECTED: list[tuple[str, str, bytes | Callable[[], bytes]]] = [
 ]
 
 
-def _call(strict: LiveServer, body: bytes, *, method: str = INFER, compression: grpc.Compression | None = None) -> grpc.RpcError:
+def _call(
+    strict: LiveServer, body: bytes, *, method: str = INFER, compression: grpc.Compression | None = None
+) -> grpc.RpcError:
     with grpc.insecure_channel(strict.grpc_target) as channel:  # bytes in, bytes out: no client checks
         call = channel.unary_unary(method)
         with pytest.raises(grpc.RpcError) as refused:
@@ -107,7 +110,8 @@ def test_unknown_methods_are_unimplemented_not_errors(strict: LiveServer) -> Non
 def test_a_bad_message_on_a_stream_ends_only_itself(strict: LiveServer) -> None:
     with grpc.insecure_channel(strict.grpc_target) as channel:
         stream = channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")
-        answers = [pb.ModelStreamInferResponse.FromString(a) for a in stream(iter([b"\xff\xff", infer(), infer(crops=7)]), timeout=60)]
+        sent = [b"\xff\xff", infer(), infer(crops=7)]
+        answers = [pb.ModelStreamInferResponse.FromString(a) for a in stream(iter(sent), timeout=60)]
     errors = sorted(a.error_message for a in answers if a.error_message)
     assert len(answers) == 3 and len(errors) == 2 and "crops" in errors[0] + errors[1]
 

@@ -11,6 +11,7 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import httpx
 import numpy as np
 import pytest
@@ -157,6 +158,11 @@ def test_the_token_is_required_in_metadata(tiny_repo: Path) -> None:
         result = anonymous.infer("tiny", [image_input([sample_jpegs()[0].read_bytes()])], headers=good)
         assert result.as_numpy("probabilities").shape == (1, 1000)
         anonymous.close()
+        with grpc.insecure_channel(live.grpc_target) as channel:  # a stream is refused before it is read
+            stream = channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")
+            with pytest.raises(grpc.RpcError) as refused_stream:
+                list(stream(iter([b""]), timeout=30))
+        assert refused_stream.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def _jpeg_data(tmp_path: Path) -> Path:

@@ -124,9 +124,8 @@ def test_perf_analyzer_drives_the_ensemble_with_real_jpegs(
     data = tmp_path / "jpegs.json"
     data.write_text(json.dumps({"data": entries}))
     before = _served_infer_requests(server)
-    throughput = profile(
-        perf_analyzer, server.url.removeprefix("http://"), "-m", "tiny", "--input-data", str(data), "--concurrency-range", "1:4"
-    )
+    target = server.url.removeprefix("http://")
+    throughput = profile(perf_analyzer, target, "-m", "tiny", "--input-data", str(data), "--concurrency-range", "1:4")
     assert sorted(throughput) == [1, 2, 3, 4]
     assert _served_infer_requests(server) - before >= 4  # the requests really went through the service
 
@@ -134,5 +133,6 @@ def test_perf_analyzer_drives_the_ensemble_with_real_jpegs(
 def test_perf_analyzer_drives_the_tensor_form_in_batches(
     perf_analyzer: list[str], server: LiveServer
 ) -> None:
-    throughput = profile(perf_analyzer, server.url.removeprefix("http://"), "-m", "tiny-0-tensor", "-b", "2", "--concurrency-range", "1")
+    target = server.url.removeprefix("http://")
+    throughput = profile(perf_analyzer, target, "-m", "tiny-0-tensor", "-b", "2", "--concurrency-range", "1")
     assert list(throughput) == [1]
