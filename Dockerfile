@@ -49,11 +49,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     LD_LIBRARY_PATH=/opt/venv/lib/python3.11/site-packages/nvidia/cu13/lib:/opt/venv/lib/python3.11/site-packages/nvidia/cudnn/lib \
     GOOGLENET_HOST=0.0.0.0 \
     GOOGLENET_PORT=8000 \
+    GOOGLENET_GRPC_PORT=8001 \
     GOOGLENET_MODEL_REPOSITORY=/models \
     GOOGLENET_SHUTDOWN_DELAY_S=0 \
     GOOGLENET_SHUTDOWN_GRACE_S=30
 USER 10001
-EXPOSE 8000
+EXPOSE 8000 8001
 # Loading and warming 7 models takes a while on CPU: readiness, not liveness, gates traffic.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=180s --retries=3 \
     CMD ["python", "/opt/googlenet/healthcheck.py"]

@@ -1,9 +1,10 @@
-"""`python -m loadtest run|sweep|bench|gpu-check`: load tests, capacity sweeps and the benchmark suite.
+"""`python -m loadtest run|sweep|bench|protocols|gpu-check`: load tests, capacity sweeps and the benchmark suite.
 
     python -m loadtest run --url http://127.0.0.1:8000 --concurrency 8 --duration 30
     python -m loadtest run --url http://127.0.0.1:8000 --rate 20 --mix 1x1:0.9,10x1:0.09,144x7:0.01
     python -m loadtest sweep --url http://127.0.0.1:8000 --start 10 --step 5 --objective-p99-ms 500
     python -m loadtest bench --model-repository model_repository      # writes docs/benchmarks.md
+    python -m loadtest protocols --model-repository model_repository --concurrency 1 8  # gRPC vs v2 vs v1
     python -m loadtest gpu-check --model-repository model_repository  # on the GPU host
 
 See docs/loadtest.md for every option and how to read the results.
@@ -17,6 +18,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from loadtest.generator import LoadSpec, run_load_sync
 from loadtest.images import DEFAULT_FOLDER, load_corpus
@@ -35,7 +37,9 @@ def _load_args(parser: argparse.ArgumentParser, *, sweep: bool) -> None:
     parser.add_argument("--requests", type=int, help="stop after this many measured requests")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds sent but not measured (default 2)")
     parser.add_argument("--mix", default="1x1", help="CROPSxMODELS[:share],... (default 1x1)")
-    parser.add_argument("--protocol", choices=PROTOCOLS, default="v1", help="/v1/classify or /v2 infer (default v1)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="v1",
+                        help="/v1/classify, /v2 infer over HTTP, or v2 ModelInfer over gRPC (default v1)")
+    parser.add_argument("--grpc-target", help="host:port of the gRPC API (--protocol grpc; default: --url's host, 8001)")
     parser.add_argument("--v2-model", default="googlenet", help="v2 model name (the ensemble's name by default)")
     parser.add_argument("--images", type=Path, help=f"image folder (default {DEFAULT_FOLDER.name} beside the repo, "
                                                     "else generated JPEGs)")
@@ -51,6 +55,7 @@ def _spec(args: argparse.Namespace, **load: object) -> LoadSpec:
     return LoadSpec(
         url=args.url.rstrip("/"), mix=Mix.parse(args.mix), duration_s=duration, requests=args.requests,
         warmup_s=args.warmup, protocol=args.protocol, v2_model=args.v2_model, timeout_s=args.timeout,
+        grpc_target=args.grpc_target or (f"{urlsplit(args.url).hostname}:8001" if args.protocol == "grpc" else None),
         seed=args.seed, progress=not args.quiet, **load,
     )
 
@@ -100,6 +105,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(BenchConfig.from_args(args))
 
 
+def cmd_protocols(args: argparse.Namespace) -> int:
+    from loadtest.protocols import run_protocols
+
+    return run_protocols(args)
+
+
 def cmd_gpu_check(args: argparse.Namespace) -> int:
     from loadtest.gpu_check import run_gpu_check
 
@@ -131,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="the benchmark suite; writes docs/benchmarks.md")
     add_bench_args(bench)
     bench.set_defaults(func=cmd_bench)
+
+    from loadtest.protocols import add_protocols_args
+
+    protocols = commands.add_parser("protocols", help="gRPC vs HTTP v2 vs /v1 at the same concurrency, one run")
+    add_protocols_args(protocols)
+    protocols.set_defaults(func=cmd_protocols)
 
     gpu = commands.add_parser("gpu-check", help="model ceiling and the service in every mode on a GPU host")
     add_gpu_check_args(gpu)

@@ -40,6 +40,7 @@ class LoadSpec:
     warmup_s: float = 0.0
     protocol: Protocol = "v1"
     v2_model: str = "googlenet"
+    grpc_target: str | None = None  # host:port of the gRPC API (protocol "grpc")
     timeout_s: float = 120.0
     max_outstanding: int = 2048  # open loop: arrivals beyond this many in flight count as not_sent
     connections: int = 256
@@ -60,6 +61,8 @@ class LoadSpec:
             raise ValueError(f"duration must be positive, got {self.duration_s}")
         if self.requests is not None and self.requests < 1:
             raise ValueError(f"requests must be >= 1, got {self.requests}")
+        if self.protocol == "grpc" and not self.grpc_target:
+            raise ValueError("the grpc protocol needs grpc_target (host:port)")
         if self.warmup_s < 0 or self.timeout_s <= 0:
             raise ValueError("warm-up must be >= 0 and timeout > 0")
 
@@ -83,6 +86,7 @@ class _Run:
     rng: random.Random
     issued: int = 0  # measured requests sent (or due) so far
     inflight: set[asyncio.Task[None]] = field(default_factory=set)
+    grpc_call: Any = None  # a bytes-in, bytes-out ModelInfer call: no protobuf work in the generator
 
     def more(self, now: float) -> bool:
         limit = self.spec.requests
@@ -91,6 +95,10 @@ class _Run:
     async def one(self, scheduled: float) -> None:
         mode = self.spec.mix.choose(self.rng)
         request = self.book.get(mode, self.rng.randrange(1 << 30))
+        if self.grpc_call is not None:
+            outcome = await _grpc_outcome(self.grpc_call, request.body, self.spec.timeout_s)
+            self.recorder.record(mode.name, scheduled, asyncio.get_running_loop().time(), outcome)
+            return
         try:
             async with self.session.post(self.spec.url + request.path, data=request.body,
                                          headers=request.headers) as response:
@@ -149,6 +157,23 @@ class _Run:
             last, last_ok = now, rec.ok
 
 
+# gRPC codes as the HTTP statuses the service gives the same errors, so results read alike.
+_GRPC_AS_HTTP = {"OK": "200", "INVALID_ARGUMENT": "400", "NOT_FOUND": "404", "RESOURCE_EXHAUSTED": "413",
+                 "UNAVAILABLE": "503", "DEADLINE_EXCEEDED": "504"}
+
+
+async def _grpc_outcome(call: Any, body: bytes, timeout_s: float) -> str:
+    import grpc
+
+    try:
+        await call(body, timeout=timeout_s)
+        return "200"
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED and "Deadline Exceeded" == exc.details():
+            return TIMEOUT  # the client's own deadline, not the server's answer
+        return _GRPC_AS_HTTP.get(exc.code().name, f"grpc_{exc.code().name.lower()}")
+
+
 async def _scrape(session: aiohttp.ClientSession, url: str) -> Snapshot | None:
     try:
         async with session.get(url + "/metrics") as response:
@@ -169,6 +194,9 @@ async def run_load(spec: LoadSpec, corpus: Corpus) -> dict[str, Any]:
         recorder = Recorder(start=started + spec.warmup_s)
         end = recorder.start + spec.duration_s if spec.duration_s is not None else math.inf
         run = _Run(spec, book, session, recorder, end, random.Random(spec.seed))
+        channel = _grpc_channel(spec.grpc_target) if spec.protocol == "grpc" else None
+        if channel is not None:
+            run.grpc_call = channel.unary_unary(book.get(spec.mix.modes[0], 0).path)
         progress = loop.create_task(run.report_progress(started)) if spec.progress else None
         cpu0, wall0 = time.process_time(), time.perf_counter()
         try:
@@ -176,10 +204,18 @@ async def run_load(spec: LoadSpec, corpus: Corpus) -> dict[str, Any]:
         finally:
             if progress:
                 progress.cancel()
+            if channel is not None:
+                await channel.close()
         cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
         after = await _scrape(session, spec.url) if before is not None else None
     return summarize(spec, corpus, recorder, cpu_s=cpu_s, wall_s=wall_s,
                      server=server_stats(before, after) if before and after else None)
+
+
+def _grpc_channel(target: str | None) -> Any:
+    import grpc  # only the gRPC protocol needs it
+
+    return grpc.aio.insecure_channel(target, options=[("grpc.max_receive_message_length", -1)])
 
 
 def summarize(spec: LoadSpec, corpus: Corpus, recorder: Recorder, *, cpu_s: float, wall_s: float,

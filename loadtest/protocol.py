@@ -1,5 +1,6 @@
-"""How one classification request looks on the wire: /v1 (raw image body) or the KServe v2 protocol
-with the binary tensor extension (docs/protocol-v2.md), built once per image so sending costs nothing."""
+"""How one classification request looks on the wire: /v1 (raw image body), the KServe v2 protocol
+over HTTP with the binary tensor extension, or over gRPC (docs/protocol-v2.md), built once per image
+so sending costs nothing."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from typing import Literal
 
 from loadtest.mix import Mode
 
-Protocol = Literal["v1", "v2"]
-PROTOCOLS: tuple[Protocol, ...] = ("v1", "v2")
+Protocol = Literal["v1", "v2", "grpc"]
+PROTOCOLS: tuple[Protocol, ...] = ("v1", "v2", "grpc")
+GRPC_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
 
 @dataclass(frozen=True)
@@ -40,13 +42,28 @@ def v2_request(image: bytes, mode: Mode, model: str) -> Request:
     return Request(f"/v2/models/{model}/infer", headers, header + blob)
 
 
+def grpc_request(image: bytes, mode: Mode, model: str) -> Request:
+    """A serialized ModelInferRequest: the JPEG as one BYTES element in raw_input_contents, as
+    tritonclient.grpc sends it; top-1 by the classification extension, like the v2 request."""
+    from tritonclient.grpc import service_pb2 as pb  # only the gRPC protocol needs it
+
+    request = pb.ModelInferRequest(model_name=model)
+    request.inputs.add(name="image", datatype="BYTES", shape=[1])
+    request.outputs.add(name="probabilities").parameters["classification"].int64_param = 1
+    request.parameters["crops"].int64_param = mode.crops
+    request.parameters["models"].int64_param = mode.models
+    request.raw_input_contents.append(struct.pack("<I", len(image)) + image)
+    return Request(GRPC_INFER, {}, request.SerializeToString())
+
+
 class RequestBook:
     """Every (image, mode) request prepared up front, so the send loop only picks one."""
 
     def __init__(self, images: list[bytes], modes: tuple[Mode, ...], protocol: Protocol, v2_model: str) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-        build = v1_request if protocol == "v1" else (lambda image, mode: v2_request(image, mode, v2_model))
+        build = {"v1": v1_request, "v2": lambda image, mode: v2_request(image, mode, v2_model),
+                 "grpc": lambda image, mode: grpc_request(image, mode, v2_model)}[protocol]
         self.requests = {mode: [build(image, mode) for image in images] for mode in modes}
 
     def get(self, mode: Mode, index: int) -> Request:

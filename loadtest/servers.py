@@ -31,6 +31,11 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = [sys.executable, "-m", module, *args, "--host", "127.0.0.1", "--port", str(self.port)]
+        self.grpc_target: str | None = None  # the service's gRPC API (never a fixed 8001 that could collide)
+        if module == "service":
+            grpc_port = free_port()
+            self.grpc_target = f"127.0.0.1:{grpc_port}"
+            self.command += ["--grpc-port", str(grpc_port)]
         self.log = log
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None

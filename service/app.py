@@ -11,7 +11,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import gpu, logs
-from service.api import errors, health, middleware, security, v1, v2, web
+from service.api import errors, grpc_server, health, middleware, security, v1, v2, web
+from service.api.v2 import catalog
 from service.serving import Serving, open_serving
 from service.settings import Settings
 
@@ -27,11 +28,19 @@ def create_app(settings: Settings) -> FastAPI:
         scheduler = serving.classifier.scheduler
         app.state.serving = serving
         scheduler.start()
+        # gRPC listens before readiness turns true, so a port that cannot be had fails the start-up.
+        grpc = await grpc_server.start(grpc_server.InferenceServicer(
+            classifier=serving.classifier, catalog=catalog(serving), settings=settings,
+            ready=lambda: serving.ready, provider=serving.provider, instances=serving.plan.instances,
+            max_queue_rows=serving.plan.max_queue_rows, version=app.version,
+        ), settings) if settings.grpc_port else None
         serving.ready = True
         try:
             yield
         finally:
             serving.ready = False
+            if grpc is not None:  # no new calls; those in flight finish first (docs/deployment.md)
+                await grpc.stop(settings.shutdown_grace_s)
             try:  # every admitted request gets its answer, unless a batch hangs past the grace period
                 await asyncio.wait_for(scheduler.drain(), settings.shutdown_grace_s)
             except TimeoutError:

@@ -19,6 +19,10 @@ class Settings(BaseSettings):
     # Server
     host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 in containers).")
     port: int = Field(8000, ge=0, le=65535, description="TCP port.")
+    grpc_port: int = Field(
+        8001, ge=0, le=65535,
+        description="TCP port of the KServe v2 gRPC API (Triton's 8001), on the same host; 0 turns gRPC off.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     # Graceful stop on SIGTERM (docs/deployment.md): readiness goes false, then after the delay the
     # listener closes and accepted requests get up to the grace period to finish.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import socket
 import subprocess
 import threading
@@ -22,6 +23,9 @@ from service.app import create_app
 from service.settings import Settings
 from tests.tiny_models import write_repository
 
+# Many servers start in one run, some as child processes: gRPC is off unless a test asks for a port
+# (serve(..., grpc_port=free_port())); a fixed 8001 would collide between servers.
+os.environ.setdefault("GOOGLENET_GRPC_PORT", "0")
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 T = TypeVar("T")
@@ -68,6 +72,12 @@ def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_repository(tmp_path_factory.mktemp("repo") / "model_repository", members=3)
 
 
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class LiveServer:
     """The real app under uvicorn in a background thread, on an ephemeral 127.0.0.1 port."""
 
@@ -76,6 +86,7 @@ class LiveServer:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.grpc_target = f"127.0.0.1:{settings.grpc_port}"  # where a gRPC client connects, when it is on
         self.app = create_app(settings)
         config = uvicorn.Config(self.app, log_level="warning", lifespan="on", timeout_graceful_shutdown=10)
         self.server = uvicorn.Server(config)
@@ -114,6 +125,14 @@ class LiveServer:
 def serve(repo: Path, **overrides: object) -> LiveServer:
     settings = Settings(model_repository=repo, providers="cpu", **overrides)
     return LiveServer(settings)
+
+
+@pytest.fixture(scope="session")
+def perf_analyzer() -> list[str]:
+    """The command prefix that runs Triton's perf_analyzer here (tests/perf_analyzer.py)."""
+    from tests import perf_analyzer as installer
+
+    return installer.install()
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ def test_the_service_never_imports_torch_or_model_export(path: Path) -> None:
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_only_the_api_layer_and_the_app_factory_import_the_web_framework(path: Path) -> None:
-    web = {n for n in imports(path) if n.split(".")[0] in ("fastapi", "starlette", "uvicorn")}
+    web = {n for n in imports(path) if n.split(".")[0] in ("fastapi", "starlette", "uvicorn", "grpc", "tritonclient")}
     allowed = path.parent.name == "api" or path.name in ("app.py", "__main__.py", "lifecycle.py")
     assert allowed or not web, web
 

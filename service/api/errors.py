@@ -28,6 +28,15 @@ _REASONS = {
 }
 
 
+def count_rejection(exc: ServiceError) -> None:
+    """Count a refusal under its reason and log a server-side failure (HTTP and gRPC alike)."""
+    reason = _REASONS.get(type(exc)) or ("client_gone" if exc.code == "client_gone" else None)
+    if reason:
+        metrics.REJECTIONS.labels(reason).inc()
+    if exc.status >= 500 and exc.status != 503 and exc.status != 504:
+        log.error("request failed: %s", exc.message)
+
+
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message, "code": code}, status_code=status, headers=headers)
 
@@ -43,11 +52,7 @@ def _validation_message(exc: RequestValidationError) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        reason = _REASONS.get(type(exc)) or ("client_gone" if exc.code == "client_gone" else None)
-        if reason:
-            metrics.REJECTIONS.labels(reason).inc()
-        if exc.status >= 500 and exc.status != 503 and exc.status != 504:
-            log.error("request failed: %s", exc.message)
+        count_rejection(exc)
         return error_response(exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)

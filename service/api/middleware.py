@@ -15,6 +15,11 @@ log = logging.getLogger("service.access")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+def request_id(incoming: str) -> str:
+    """The client's id when it is safe to log and echo, else a fresh one."""
+    return incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+
+
 class RequestContext:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -24,19 +29,19 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+        rid = request_id(incoming)
         state = scope.setdefault("state", {})
-        state["request_id"], state["mode"] = request_id, "none"
+        state["request_id"], state["mode"] = rid, "none"
         status, started = 500, time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
             await send(message)
 
-        bound = logs.REQUEST_ID.set(request_id)  # every log line of this request carries its id
+        bound = logs.REQUEST_ID.set(rid)  # every log line of this request carries its id
         metrics.INFLIGHT_REQUESTS.inc()
         try:
             await self.app(scope, receive, send_with_id)
@@ -50,6 +55,6 @@ class RequestContext:
             metrics.REQUEST_DURATION.labels(route, mode).observe(elapsed)
             log.info(
                 "request",
-                extra={"request_id": request_id, "method": scope["method"], "route": route,
+                extra={"request_id": rid, "method": scope["method"], "route": route,
                        "status": status, "mode": mode, "duration_ms": round(elapsed * 1000, 2)},
             )

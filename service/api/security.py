@@ -32,6 +32,13 @@ def bearer_token(authorization: str) -> str | None:
     return (token.strip() or None) if scheme.lower() == "bearer" else None
 
 
+def check_token(authorization: str, token: bytes) -> tuple[bool, bool]:
+    """(the value carries the right token, a token was offered): the one check of HTTP and gRPC."""
+    given = bearer_token(authorization)
+    # compare_digest: the time taken does not depend on where the first wrong byte is.
+    return given is not None and hmac.compare_digest(given.encode("latin-1"), token), given is not None
+
+
 class BearerAuth:
     """Pure ASGI: refuses a request without the right token with a JSON 401, before any route runs."""
 
@@ -46,9 +53,7 @@ class BearerAuth:
         if path in self._open or path.startswith(PUBLIC_PREFIXES):
             return True, False
         header = next((v for k, v in scope["headers"] if k == b"authorization"), b"").decode("latin-1")
-        given = bearer_token(header)
-        # compare_digest: the time taken does not depend on where the first wrong byte is.
-        return given is not None and hmac.compare_digest(given.encode("latin-1"), self._token), given is not None
+        return check_token(header, self._token)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -13,6 +13,9 @@ from service.errors import NotFound
 from service.contract import CLASSES, INPUT_NAME, ITEM_SHAPE, OUTPUT_NAME
 from service.repository import Repository
 
+SERVER_NAME = "googlenet-serving"
+# "statistics" is left out on purpose: perf_analyzer then skips its /stats calls (serving notes 2.6).
+EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration"]
 TENSOR_SUFFIX = "-tensor"
 ENSEMBLE_VERSION = "1"  # the ensemble is not a file: it has one version, its members have their own
 ENCODED_SHAPE, TENSOR_SHAPE = (1,), ITEM_SHAPE  # per batch item, after the batch dimension

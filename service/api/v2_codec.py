@@ -84,7 +84,7 @@ def _parameters(raw: object, where: str) -> Parameters:
     return raw
 
 
-def _shape(raw: object, name: str) -> tuple[int, ...]:
+def check_shape(raw: object, name: str) -> tuple[int, ...]:
     if not isinstance(raw, list) or len(raw) > MAX_DIMS or not all(_is_int(d) and d >= 0 for d in raw):
         raise BadRequest(f"input {name!r}: shape must be a list of at most {MAX_DIMS} non-negative integers")
     return tuple(raw)
@@ -235,7 +235,7 @@ def parse_request(body: bytes, header_length: str | None) -> InferenceRequest:
             raise BadRequest("every input needs a name")
         if not isinstance(datatype, str) or datatype not in DTYPES:
             raise BadRequest(f"input {name!r}: datatype must be one of {', '.join(DTYPES)}, got {datatype!r}")
-        shape = _shape(raw.get("shape"), name)
+        shape = check_shape(raw.get("shape"), name)
         size = _parameters(raw.get("parameters"), f"input {name!r}").get("binary_data_size")
         if size is None:
             if "data" not in raw:
@@ -280,7 +280,7 @@ def raw_request(body: bytes, name: str, datatype: str, item_shape: tuple[int, ..
     )
 
 
-def _to_binary(tensor: Tensor) -> bytes:
+def to_binary(tensor: Tensor) -> bytes:
     if tensor.datatype == "BYTES":
         return b"".join(_LENGTH.pack(len(e)) + e for e in tensor.data.ravel())
     return np.ascontiguousarray(tensor.data, dtype=DTYPES[tensor.datatype]).tobytes()
@@ -300,7 +300,7 @@ def encode_response(
     for t in outputs:
         entry: dict[str, Any] = {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
         if t.binary:
-            blobs.append(_to_binary(t))
+            blobs.append(to_binary(t))
             entry["parameters"] = {"binary_data_size": len(blobs[-1])}
         elif t.datatype == "BYTES":
             entry["data"] = [e.decode("utf-8", "replace") for e in t.data.ravel()]

@@ -18,7 +18,7 @@ from tests.conftest import ROOT, make_image
 from tests.reliability import hostile
 
 SECONDS_PER_TARGET = 5
-TARGETS = ["decode", "multipart", "v2_body"]
+TARGETS = ["decode", "multipart", "v2_body", "grpc_request"]
 
 
 @pytest.fixture(scope="module")

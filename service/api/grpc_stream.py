@@ -1,0 +1,110 @@
+"""ModelStreamInfer: the requests of one bidirectional stream run concurrently, answers go back as
+they finish, each with its request's id (perf_analyzer's --streaming mode matches them by id).
+
+As in Triton, an error ends only its own request: it comes back as `error_message` on the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import grpc
+from tritonclient.grpc import service_pb2 as pb
+
+from service import logs, metrics
+from service.api import grpc_codec
+from service.api.errors import count_rejection
+from service.api.grpc_status import status_code
+from service.api.middleware import request_id
+from service.errors import BadRequest, ServiceError
+
+if TYPE_CHECKING:
+    from service.api.grpc_server import InferenceServicer
+
+log = logging.getLogger("service.grpc")
+ROUTE = "/inference.GRPCInferenceService/ModelStreamInfer"
+
+
+INTERNAL_MESSAGE = "internal error; see the server log for this request id"
+
+
+@dataclass
+class Call:
+    """One request's bookkeeping between the RPC wrapper and the handler."""
+
+    context: grpc.aio.ServicerContext | None = None  # None on a stream: the stream's deadline is not the request's
+    mode: str = "none"  # the bounded `mode` label, set once the request is checked
+
+
+async def _one(servicer: InferenceServicer, request: object) -> pb.ModelStreamInferResponse:
+    call, status, started = Call(), "200", time.perf_counter()
+    metrics.INFLIGHT_REQUESTS.inc()
+    bound = logs.REQUEST_ID.set(request_id(getattr(request, "id", "")))
+    try:
+        if request is grpc_codec.MALFORMED:
+            raise BadRequest("a ModelStreamInfer request is not a valid protobuf message")
+        return pb.ModelStreamInferResponse(infer_response=await servicer.infer(request, call))
+    except ServiceError as exc:
+        status = str(exc.status)
+        count_rejection(exc)
+        parsed = request is not grpc_codec.MALFORMED
+        echo = pb.ModelInferResponse(model_name=request.model_name, id=request.id) if parsed else None
+        return pb.ModelStreamInferResponse(error_message=exc.message, infer_response=echo)
+    except asyncio.CancelledError:
+        status = "499"
+        raise
+    except Exception:
+        status = "500"
+        log.exception("unexpected error")
+        return pb.ModelStreamInferResponse(error_message=INTERNAL_MESSAGE)
+    finally:
+        servicer.observe(ROUTE, status, call.mode, started)
+        logs.REQUEST_ID.reset(bound)
+        metrics.INFLIGHT_REQUESTS.dec()
+
+
+async def serve_stream(
+    servicer: InferenceServicer, requests: AsyncIterator[object], context: grpc.aio.ServicerContext
+) -> AsyncIterator[pb.ModelStreamInferResponse]:
+    try:
+        servicer.authorize(context, probe=False)
+    except ServiceError as exc:
+        count_rejection(exc)
+        servicer.observe(ROUTE, str(exc.status), "none", time.perf_counter())
+        await context.abort(status_code(exc), exc.message)
+    answers: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
+    room = asyncio.Semaphore(servicer.stream_inflight)  # not reading on is the stream's backpressure
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def answer(request: object) -> None:
+        try:
+            await answers.put(await _one(servicer, request))
+        finally:
+            room.release()
+
+    async def read() -> None:
+        try:
+            async for request in requests:
+                await room.acquire()
+                task = asyncio.create_task(answer(request))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            while tasks:
+                await asyncio.wait(set(tasks))
+        finally:
+            answers.put_nowait(None)
+
+    reader = asyncio.create_task(read())
+    try:
+        while (response := await answers.get()) is not None:
+            yield response
+        await reader  # a broken stream's error surfaces here
+    finally:
+        reader.cancel()
+        for task in list(tasks):  # the client left: drop its queued rows
+            task.cancel()

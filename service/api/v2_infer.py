@@ -1,0 +1,131 @@
+"""One v2 inference request, checked against its model and turned into work for the classifier, and
+its answer turned into output tensors: the checks HTTP (v2.py) and gRPC (grpc_server.py) share.
+
+Everything here runs before any inference: a request it refuses costs no model evaluation.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from service.api.v2_catalog import TENSOR_SUFFIX, V2Model
+from service.api.v2_codec import InferenceRequest, RequestedOutput, Tensor
+from service.crops import CROP_COUNTS
+from service.errors import BadRequest
+from service.contract import INPUT_NAME, OUTPUT_NAME
+from service.classifier import Classifier
+
+
+@dataclass(frozen=True)
+class InferPlan:
+    """What to run for one checked request, and what to send back."""
+
+    model: V2Model
+    images: list[bytes] | np.ndarray  # encoded images, or uint8 crops [N, 224, 224, 3]
+    crops: int
+    members: list[str]
+    budget_s: float  # the request's time: its `timeout` parameter capped at request_timeout_ms
+    outputs: list[RequestedOutput]
+
+    @property
+    def mode(self) -> str:
+        return f"{self.crops}x{len(self.members)}"  # the bounded `mode` label of the request metrics
+
+
+def _int_parameter(params: dict[str, Any], key: str, default: int | None) -> int | None:
+    value = params.get(key, default)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise BadRequest(f"parameter {key} must be an integer, got {value!r}")
+    return value
+
+
+def _image(parsed: InferenceRequest, model: V2Model, max_images: int) -> Tensor:
+    """The one input, checked against the model: name, datatype, shape, batch size."""
+    names = [t.name for t in parsed.inputs]
+    if names != [INPUT_NAME]:
+        unknown = [n for n in names if n != INPUT_NAME]
+        what = f"unknown input {unknown[0]!r}" if unknown else "more than one input"
+        raise BadRequest(f"{what}: model {model.name!r} has one input, {INPUT_NAME!r}")
+    tensor = parsed.inputs[0]
+    if tensor.datatype != model.datatype:
+        hint = f"; for uint8 crops use model {model.name}{TENSOR_SUFFIX}" if model.encoded else ""
+        raise BadRequest(
+            f"input {INPUT_NAME!r} of model {model.name!r} is {model.datatype}, got {tensor.datatype}{hint}"
+        )
+    shape = tensor.shape
+    if not (shape[1:] == model.item_shape or (model.encoded and len(shape) == 1)):
+        expected = ", ".join(map(str, model.item_shape))
+        raise BadRequest(
+            f"input {INPUT_NAME!r} of model {model.name!r} has shape [-1, {expected}], got {list(shape)}"
+        )
+    if not 1 <= shape[0] <= max_images:
+        raise BadRequest(f"the batch dimension must be between 1 and {max_images}, got {shape[0]}")
+    return tensor
+
+
+def _encoded_images(tensor: Tensor) -> list[bytes]:
+    if tensor.binary:
+        return list(tensor.data.ravel())
+    try:  # JSON strings cannot carry raw bytes: encoded images come as base64 text
+        return [base64.b64decode(e, validate=True) for e in tensor.data.ravel()]
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"JSON data of input {INPUT_NAME!r} must be base64 text of encoded images") from None
+
+
+def _requested(parsed: InferenceRequest) -> list[RequestedOutput]:
+    """The outputs to send, each with its final binary flag."""
+    wanted = parsed.outputs if parsed.outputs is not None else [RequestedOutput(OUTPUT_NAME)]
+    for out in wanted:
+        if out.name != OUTPUT_NAME:
+            raise BadRequest(f"unknown output {out.name!r}: the models have one output, {OUTPUT_NAME!r}")
+    return [
+        RequestedOutput(o.name, o.binary if o.binary is not None else parsed.binary_output, o.classification)
+        for o in wanted
+    ]
+
+
+def plan(
+    parsed: InferenceRequest, model: V2Model, *, classifier: Classifier, max_images: int, timeout_s: float
+) -> InferPlan:
+    """Check the request's parameters, input and outputs against `model` (docs/protocol-v2.md,
+    "Request parameters"); `timeout_s` is the server's bound on any request."""
+    params = parsed.parameters
+    crops = _int_parameter(params, "crops", 1)
+    if crops not in CROP_COUNTS or (crops != 1 and not model.encoded):
+        allowed = ", ".join(map(str, CROP_COUNTS)) if model.encoded else "1 (the client made the crops)"
+        raise BadRequest(f"parameter crops of model {model.name!r} must be {allowed}, got {crops}")
+    count = _int_parameter(params, "models", None)
+    if count is not None and not model.ensemble:
+        raise BadRequest(f"parameter models applies to the ensemble, not to member {model.name!r}")
+    members = classifier.members(count or len(model.members)) if model.ensemble else list(model.members)
+    timeout_us = _int_parameter(params, "timeout", None)  # Triton's per-request timeout, in microseconds
+    if timeout_us is not None and timeout_us <= 0:
+        raise BadRequest("parameter timeout must be a positive number of microseconds")
+    budget_s = min(timeout_us / 1e6 if timeout_us else float("inf"), timeout_s)
+    image = _image(parsed, model, max_images)
+    images = _encoded_images(image) if model.encoded else image.data
+    return InferPlan(model, images, crops, members, budget_s, _requested(parsed))
+
+
+def outputs(plan: InferPlan, probabilities: np.ndarray, labels: list[tuple[str, str]]) -> list[Tensor]:
+    return [_output(out, probabilities, labels) for out in plan.outputs]
+
+
+def _output(out: RequestedOutput, probabilities: np.ndarray, labels: list[tuple[str, str]]) -> Tensor:
+    if not out.classification:
+        return Tensor(out.name, "FP32", probabilities.shape, probabilities, bool(out.binary))
+    # Triton's classification extension: BYTES [N, k] of "probability:index:label", best first.
+    best = np.argsort(-probabilities, axis=1, kind="stable")[:, : out.classification]
+    data = np.array(
+        [
+            [f"{row[i]:f}:{i}:{labels[i][1]}".encode() for i in idx]
+            for row, idx in zip(probabilities, best, strict=True)
+        ],
+        dtype=object,
+    )
+    return Tensor(out.name, "BYTES", data.shape, data, bool(out.binary))
