@@ -89,8 +89,8 @@ def test_if_missing_keeps_a_valid_repository_and_problems_finds_damage(
 ) -> None:
     root = default_repository[0]
     stamp = (root / "googlenet-0" / "model.json").stat().st_mtime_ns
-    done, wall, _ = build_cli("--output", str(root), "--if-missing")
-    assert "nothing to do" in done.stdout and wall < 30
+    done, _, _ = build_cli("--output", str(root), "--if-missing")
+    assert "nothing to do" in done.stdout  # the untouched mtime below proves no member was rebuilt
     assert (root / "googlenet-0" / "model.json").stat().st_mtime_ns == stamp
     copy = tmp_path / "copy"
     copy.mkdir()
