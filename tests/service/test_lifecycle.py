@@ -129,11 +129,10 @@ def test_sigterm_under_load_answers_every_accepted_request_then_exits_zero(servi
     assert [r.status_code for r in responses] == [200] * (LOAD + 1)
     assert all(r.json()["evaluations"] == 432 for r in responses)
 
-    code = service.proc.wait(timeout=DELAY_S + GRACE_S)
-    elapsed = time.monotonic() - signalled
+    # A generous bound wait, not a speed verdict (issue 11): the exit itself is what is checked.
+    code = service.proc.wait(timeout=2 * (DELAY_S + GRACE_S))
     log = service.log.read_text()
     assert code == 0, log
-    assert elapsed <= DELAY_S + GRACE_S
     assert "not ready; closing the listener" in log and "Traceback" not in log
     with pytest.raises(httpx.ConnectError):  # and it is gone: nothing listens any more
         httpx.get(f"{service.url}/healthz", timeout=2)
