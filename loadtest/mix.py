@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-CROP_COUNTS = (1, 10, 144)  # the paper's test-time protocol (service/crops.py)
+from service.crops import CROP_COUNTS  # the paper's test-time protocols
+
 
 
 @dataclass(frozen=True)

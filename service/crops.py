@@ -12,14 +12,36 @@ from typing import Literal
 from service.contract import IMAGE_SIDE
 
 CROP = IMAGE_SIDE  # the model input side (service/contract.py)
-CROP_COUNTS = (1, 10, 144)
-# 144 crops: shorter side resized to 4 scales (paper section 7; googlenet-spec.md 4.1).
-SCALES_144 = (256, 288, 320, 352)
-# 1 and 10 crops: the standard shorter side 256 (Krizhevsky; googlenet-spec.md 4.2).
-SCALE_STANDARD = 256
 
 View = Literal["top_left", "top_right", "bottom_left", "bottom_right", "center", "whole"]
 CORNERS_AND_CENTER: tuple[View, ...] = ("top_left", "top_right", "bottom_left", "bottom_right", "center")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One test-time protocol: scales x squares per scale x views x mirrors crops."""
+
+    scales: tuple[int, ...]  # shorter sides the image is resized to
+    squares: int  # squares taken per scale: the central one, or left/center/right (top/center/bottom)
+    views: tuple[View, ...]  # 224 crops taken from each square
+    mirrored: bool  # each view also flipped left-right
+
+    @property
+    def crops(self) -> int:
+        return len(self.scales) * self.squares * len(self.views) * (2 if self.mirrored else 1)
+
+
+# The paper's protocols (section 7; googlenet-spec.md 4.1-4.2): 1 and 10 crops at the standard
+# shorter side 256 (Krizhevsky), 144 crops at 4 scales x 3 squares x (4 corners, center, whole) x 2.
+PROTOCOLS: dict[int, Protocol] = {
+    p.crops: p
+    for p in (
+        Protocol(scales=(256,), squares=1, views=("center",), mirrored=False),
+        Protocol(scales=(256,), squares=1, views=CORNERS_AND_CENTER, mirrored=True),
+        Protocol(scales=(256, 288, 320, 352), squares=3, views=(*CORNERS_AND_CENTER, "whole"), mirrored=True),
+    )
+}
+CROP_COUNTS = tuple(PROTOCOLS)  # (1, 10, 144)
 
 
 @dataclass(frozen=True)
@@ -65,33 +87,33 @@ def _view_box(left: int, top: int, side: int, view: View) -> tuple[int, int, int
 
 
 def crop_plan(width: int, height: int, crops: int) -> list[Crop]:
-    """The crops of the paper's test-time protocol for an image of `width` x `height` pixels.
-
-    1: shorter side 256, center 224 crop.
-    10: shorter side 256, central square, 4 corners + center, and their mirrors.
-    144: shorter sides 256/288/320/352 x 3 squares x (4 corners + center + whole square) x 2 mirrors.
-    """
-    if crops not in CROP_COUNTS:
-        raise ValueError(f"crops must be one of {CROP_COUNTS}, got {crops}")
+    """The crops of the paper's protocol with `crops` crops (PROTOCOLS) for a `width` x `height` image."""
+    protocol = protocol_for(crops)
     if width < 1 or height < 1:
         raise ValueError(f"image must have a positive size, got {width}x{height}")
-    if crops == 1:
+    if protocol.crops == 1:
         # torchvision's CenterCrop rounding, so a torch-side evaluation sees the same pixels.
-        size = scaled_size(width, height, SCALE_STANDARD)
+        size = scaled_size(width, height, protocol.scales[0])
         left, top = round((size[0] - CROP) / 2), round((size[1] - CROP) / 2)
         return [Crop(size, (left, top, left + CROP, top + CROP), mirror=False)]
-    scales = (SCALE_STANDARD,) if crops == 10 else SCALES_144
-    views: tuple[View, ...] = CORNERS_AND_CENTER if crops == 10 else (*CORNERS_AND_CENTER, "whole")
+    mirrors = (False, True) if protocol.mirrored else (False,)
     plan = []
-    for shorter in scales:
+    for shorter in protocol.scales:
         size = scaled_size(width, height, shorter)
-        for left, top in _squares(size, 1 if crops == 10 else 3):
-            for view in views:
+        for left, top in _squares(size, protocol.squares):
+            for view in protocol.views:
                 box = _view_box(left, top, shorter, view)
-                plan += [Crop(size, box, mirror=False), Crop(size, box, mirror=True)]
+                plan += [Crop(size, box, mirror=mirror) for mirror in mirrors]
     return plan
+
+
+def protocol_for(crops: int) -> Protocol:
+    try:
+        return PROTOCOLS[crops]
+    except KeyError:
+        raise ValueError(f"crops must be one of {CROP_COUNTS}, got {crops}") from None
 
 
 def largest_scale(crops: int) -> int:
     """The largest shorter side a plan resizes to: how far JPEG draft decoding may shrink."""
-    return SCALES_144[-1] if crops == 144 else SCALE_STANDARD
+    return protocol_for(crops).scales[-1]

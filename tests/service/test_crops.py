@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.crops import CROP, SCALES_144, crop_plan, scaled_size
+from service.crops import CROP, CROP_COUNTS, PROTOCOLS, crop_plan, largest_scale, scaled_size
 
 
 def test_one_crop_is_the_center_of_the_256_resize() -> None:
@@ -29,7 +29,7 @@ def test_ten_crops_are_four_corners_and_center_of_the_central_square_with_mirror
 def test_144_crops_4_scales_3_squares_6_views_2_mirrors(width: int, height: int) -> None:
     plan = crop_plan(width, height, 144)
     assert len(plan) == len(set(plan)) == 144
-    for shorter in SCALES_144:
+    for shorter in (256, 288, 320, 352):
         size = scaled_size(width, height, shorter)
         at_scale = [c for c in plan if c.size == size]
         assert len(at_scale) == 36
@@ -54,3 +54,10 @@ def test_scaled_size_keeps_the_aspect_ratio() -> None:
 def test_other_crop_counts_are_refused(crops: int) -> None:
     with pytest.raises(ValueError):
         crop_plan(100, 100, crops)
+
+
+def test_the_protocol_table_is_the_papers_three() -> None:
+    assert CROP_COUNTS == (1, 10, 144)
+    for crops, protocol in PROTOCOLS.items():
+        assert protocol.crops == crops == len(crop_plan(640, 480, crops))
+    assert [largest_scale(c) for c in CROP_COUNTS] == [256, 256, 352]
