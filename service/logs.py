@@ -1,4 +1,5 @@
-"""Structured logs: one JSON object per line, keyed by the request id, never carrying request bodies.
+"""Structured logs: one JSON object per line (python-json-logger), keyed by the request id, never
+carrying request bodies.
 
 `configure` is idempotent and safe to call from `python -m service` and from the app's lifespan.
 The request id comes from the `REQUEST_ID` context variable, which the request middleware sets,
@@ -8,80 +9,73 @@ in `X-Request-ID` (docs/reliability.md, "Logs").
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 from contextvars import ContextVar
+from typing import Any, TextIO
+
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
-# Attributes every LogRecord has: anything else on a record came from `extra=` and is logged as a field.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
-_STANDARD |= {"color_message"}  # uvicorn's copy of the message with terminal colour codes
+_HANDLER = "service"  # the name of the handler `configure` installs: a second call replaces it
 _MAX_FIELD_CHARS = 2048  # a runaway value (a huge header echoed into a message) cannot flood the log
 # Loggers uvicorn configures with handlers of its own: routed through ours instead.
 _UVICORN = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
-def _scalar(value: object) -> object:
+def _not_json(value: object) -> str:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return f"<{len(value)} bytes>"  # never the bytes themselves: image data stays out of logs
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    text = str(value)
-    return text if len(text) <= _MAX_FIELD_CHARS else text[:_MAX_FIELD_CHARS] + "...(truncated)"
+    return str(value)
 
 
-class JsonFormatter(logging.Formatter):
+class _Formatter(JsonFormatter):
     """time, level, logger, message, request_id, any `extra=` fields, and the exception if any."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, object] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        request_id = getattr(record, "request_id", None) or REQUEST_ID.get()
-        if request_id:
-            doc["request_id"] = request_id
-        for key, value in vars(record).items():
-            if key not in _STANDARD and key not in doc:
-                doc[key] = _scalar(value)
-        if record.exc_info:
-            doc["exception"] = self.formatException(record.exc_info)  # the log has it; clients never do
-        return json.dumps(doc, ensure_ascii=False, default=str)
+    converter = time.gmtime
+    default_time_format = "%Y-%m-%dT%H:%M:%S"
+    default_msec_format = "%s.%03dZ"
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        log_data["level"] = log_data["level"].lower()
+        for key, value in log_data.items():
+            if isinstance(value, str) and len(value) > _MAX_FIELD_CHARS:
+                log_data[key] = value[:_MAX_FIELD_CHARS] + "...(truncated)"
+        return log_data
 
 
-class _OwnHandler(logging.StreamHandler):
-    """The handler this module installs (a second `configure` replaces it, not doubles it). Without
-    an explicit stream it writes to whatever `sys.stderr` is at the time, as a test runner swaps it."""
-
-    def __init__(self, stream: object = None) -> None:
-        self._fixed = stream
-        super().__init__(stream)
-
-    @property
-    def stream(self) -> object:
-        return self._fixed or sys.stderr
-
-    @stream.setter
-    def stream(self, value: object) -> None:
-        pass  # StreamHandler.__init__ and setStream assign it; the property decides
+def _json_formatter() -> logging.Formatter:
+    return _Formatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s",
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger", "exc_info": "exception"},
+        reserved_attrs=[*RESERVED_ATTRS, "color_message"],  # uvicorn's copy of the message with colour codes
+        json_default=_not_json,
+        json_ensure_ascii=False,
+    )
 
 
-def configure(level: str = "info", *, fmt: str = "json", stream: object = None) -> None:
+def _request_id(record: logging.LogRecord) -> bool:
+    """Stamp the current request's id on every record that does not carry one already."""
+    if not getattr(record, "request_id", None) and (rid := REQUEST_ID.get()):
+        record.request_id = rid
+    return True
+
+
+def configure(level: str = "info", *, fmt: str = "json", stream: TextIO | None = None) -> None:
     """Route the root logger (and uvicorn's) to one handler: JSON lines, or plain text."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         # Replace what basicConfig or an earlier call installed; keep anything else (a test
         # runner's capture handler, a file handler someone added on purpose).
-        if type(handler) is logging.StreamHandler or isinstance(handler, _OwnHandler):
+        if type(handler) is logging.StreamHandler or handler.get_name() == _HANDLER:
             root.removeHandler(handler)
-    handler = _OwnHandler(stream)
-    handler.setFormatter(
-        JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.set_name(_HANDLER)
+    handler.addFilter(_request_id)
+    plain = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(_json_formatter() if fmt == "json" else plain)
     root.addHandler(handler)
     root.setLevel(level.upper())
     for name in _UVICORN:
