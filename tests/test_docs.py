@@ -10,7 +10,7 @@ README = (ROOT / "README.md").read_text()
 
 def test_readme_starts_with_the_run_and_test_commands() -> None:
     first_block = README.split("```")[1]
-    assert "make run" in first_block and "make test" in first_block
+    assert "scripts/serve" in first_block and "make test" in first_block
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 

@@ -7,7 +7,6 @@ import ast
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import pytest
 from dockerfile_parse import DockerfileParser
 from PIL import Image
 
-from tests.conftest import ROOT, LiveServer, make_image, serve, wait_ready
+from tests.conftest import ROOT, LiveServer, free_port, make_image, serve, wait_ready
 from tests.reliability.conftest import assert_json_error, evaluated_rows, metric
 from tests.reliability.hostile import encode
 from tests.tiny_models import write_repository
@@ -122,7 +121,7 @@ def test_logs_are_json_keyed_by_request_id_and_hold_no_image_bytes(tmp_path: Pat
     good = make_image(fmt="JPEG")
     good = good[:2] + b"\xff\xfe" + (len(MARKER) + 2).to_bytes(2, "big") + MARKER + good[2:]  # a JPEG comment
     white = encode(Image.new("RGB", (64, 64), "white"), "PNG")  # fails in the poisoned model: a 500
-    port = _free_port()
+    port = free_port()
     answers, lines = _run_and_read_logs(repo, port, [(good, "req-ok-1"), (white, "req-fail-2"), (b"junk", "req-bad-3")])
     assert [a.status_code for a in answers] == [200, 500, 422]
     # From the app's start-up on, every line is JSON. Two exceptions, both in docs/reliability.md "Logs":
@@ -141,12 +140,6 @@ def test_logs_are_json_keyed_by_request_id_and_hold_no_image_bytes(tmp_path: Pat
     assert "Traceback" not in answers[1].text
     text = "\n".join(lines)
     assert MARKER.decode() not in text and "JFIF" not in text  # no image bytes, raw or otherwise
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- static checks: the container, checkpoints, imports ---------------------------------------------
