@@ -24,6 +24,7 @@ from loadtest.generator import LoadSpec, run_load_sync
 from loadtest.images import DEFAULT_FOLDER, load_corpus
 from loadtest.mix import Mix
 from loadtest.protocol import PROTOCOLS
+from loadtest.recording import write_json
 
 
 def _load_args(parser: argparse.ArgumentParser, *, sweep: bool) -> None:
@@ -65,7 +66,7 @@ def _output(args: argparse.Namespace, command: str) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from loadtest.report import plot_run, write_json
+    from loadtest.plots import plot_run
 
     spec = _spec(args, rate=args.rate, concurrency=args.concurrency)
     corpus = load_corpus(args.images)
@@ -84,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from loadtest.report import plot_sweep, write_json
+    from loadtest.plots import plot_sweep
     from loadtest.sweep import rates, run_sweep
 
     corpus = load_corpus(args.images)

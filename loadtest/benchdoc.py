@@ -8,9 +8,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from loadtest import benchplots, goals
+from loadtest import goals, plots
 from loadtest.machine import REPO_ROOT
-from loadtest.recording import PER_SECOND
+from loadtest.recording import PER_SECOND, write_json
 
 NOTES_START, NOTES_END = "<!-- notes: kept across runs -->", "<!-- end of notes -->"
 
@@ -209,12 +209,12 @@ def render(report: dict[str, Any], plots: dict[str, str], notes: str) -> str:
 
 
 def write(report: dict[str, Any], output: Path, plots_dir: Path) -> None:
-    plots = benchplots.draw(report, plots_dir)
-    relative = {k: _relative(v, output.parent) for k, v in plots.items()}
+    drawn = plots.draw_bench(report, plots_dir)
+    relative = {k: _relative(v, output.parent) for k, v in drawn.items()}
     notes = _old_notes(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(render(report, relative, notes))
-    (plots_dir / "results.json").write_text(json.dumps(_trimmed(report), indent=1, default=float) + "\n")
+    write_json(plots_dir / "results.json", _trimmed(report))
 
 
 def _relative(path: Path, base: Path) -> str:

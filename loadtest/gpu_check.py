@@ -9,7 +9,6 @@ and the naive baseline at the same concurrency. Runs on CPU too (small), which i
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -21,6 +20,7 @@ from loadtest.ceiling import measure_streams, preprocess_cost
 from loadtest.images import load_corpus
 from loadtest.mix import Mode
 from loadtest.phases import Phases
+from loadtest.recording import write_json
 from loadtest.servers import ServerProcess
 from service.repository import load_repository
 from service.runtime import OnnxModel, choose_provider
@@ -110,7 +110,7 @@ def run_gpu_check(args: argparse.Namespace) -> int:
                 f"1x1 c{args.concurrency}", "1x1", concurrency=args.concurrency, timeout_s=300.0)
             result["baseline_1x1"] = _row(r, Mode(1, 1), best["images_per_s"], result["decode_budget_ips"])
     result["duration_s"] = time.monotonic() - started
-    (args.output / "result.json").write_text(json.dumps(result, indent=1, default=float) + "\n")
+    write_json(args.output / "result.json", result)
     table = render(result)
     (args.output / "gpu-check.md").write_text(table)
     print(table)

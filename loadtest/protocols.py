@@ -8,7 +8,6 @@ psutil), written as a section of docs/benchmarks.md that `bench` keeps (it sits 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 import sys
@@ -20,6 +19,7 @@ from loadtest.benchdoc import NOTES_END
 from loadtest.generator import LoadSpec, run_load_sync
 from loadtest.images import load_corpus
 from loadtest.mix import Mix
+from loadtest.recording import write_json
 from loadtest.servers import ServerProcess
 from service.repository import load_repository
 
@@ -94,9 +94,7 @@ def run_protocols(args: argparse.Namespace) -> int:
               "trained": all(m.trained for m in repo.members), "rows": rows,
               "command": " ".join(["python -m loadtest protocols", *sys.argv[2:]])}
     write_section(args.output, render(report), args.label)
-    out = machine.REPO_ROOT / "runs" / f"protocols-{args.label}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
+    write_json(machine.REPO_ROOT / "runs" / f"protocols-{args.label}.json", report)
     return 0 if all(r["errors"] == 0 for r in rows) else 1
 
 

@@ -5,8 +5,11 @@ long the run."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
@@ -121,3 +124,10 @@ class Recorder:
             rows.append({"t": t, "ok": s.ok, "errors": s.errors,
                          "mean_ms": s.latency_sum_ms / n if n else 0.0, "max_ms": s.latency_max_ms})
         return rows
+
+
+def write_json(path: Path, document: dict[str, Any]) -> Path:
+    """A result document on disk, the one format every load tool writes (floats as floats, NaN kept)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1, default=float) + "\n")
+    return path
