@@ -15,9 +15,11 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import onnxruntime as ort
 import pytest
 import uvicorn
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
 from service.settings import Settings
@@ -139,3 +141,36 @@ def perf_analyzer() -> list[str]:
 def server(tiny_repo: Path) -> Iterator[LiveServer]:
     with serve(tiny_repo, max_batch_size=8, instances=2) as live:
         yield live
+
+
+def onnx_probabilities(repo: Path, members: list[str], rows: np.ndarray) -> np.ndarray:
+    """What ONNX Runtime alone says on `rows` (uint8 crops), averaged over `members` per row."""
+    outputs = [
+        ort.InferenceSession(str(repo / m / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+        .run(["probabilities"], {"image": rows})[0]
+        .astype(np.float64)
+        for m in members
+    ]
+    return np.mean(outputs, axis=0)
+
+
+_scraper: list[httpx.Client] = []  # one client for every scrape: a new one costs an SSL context each time
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_scraper() -> Iterator[None]:
+    yield
+    for client in _scraper:
+        client.close()
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """Sum of a metric's samples (those matching `labels`) on the live server's /metrics."""
+    if not _scraper:
+        _scraper.append(httpx.Client(timeout=10))
+    total = 0.0
+    for family in text_string_to_metric_families(_scraper[0].get(f"{url}/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total

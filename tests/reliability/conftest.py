@@ -4,39 +4,14 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, metric
 
 # Text that must never reach a client: a traceback, a source file, where the code or models live.
 LEAKS = ("Traceback", 'File "', ".py", str(ROOT))
-
-
-_scraper: list[httpx.Client] = []  # one client for every scrape: a new one costs an SSL context each time
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _close_scraper() -> Iterator[None]:
-    yield
-    for client in _scraper:
-        client.close()
-
-
-def metric(url: str, name: str, **labels: str) -> float:
-    """Sum of a metric's samples (those matching `labels`) on the live server's /metrics."""
-    if not _scraper:
-        _scraper.append(httpx.Client(timeout=10))
-    total = 0.0
-    for family in text_string_to_metric_families(_scraper[0].get(f"{url}/metrics").text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
 
 
 def evaluated_rows(url: str) -> float:

@@ -7,12 +7,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import onnxruntime as ort
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from service.preprocess import preprocess
-from tests.conftest import LiveServer, make_image, sample_jpegs, serve
+from tests.conftest import LiveServer, make_image, metric, onnx_probabilities, sample_jpegs, serve
 from tests.tiny_models import write_repository
 
 JPEG = {"content-type": "image/jpeg"}
@@ -22,23 +20,9 @@ def classify(client: httpx.Client, data: bytes, **params: object) -> httpx.Respo
     return client.post("/v1/classify", params=params, content=data, headers=JPEG)
 
 
-def metric(server: LiveServer, name: str, **labels: str) -> float:
-    text = httpx.get(f"{server.url}/metrics").text
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
-
-
 def direct_probabilities(repo: Path, members: list[str], rows: np.ndarray) -> np.ndarray:
     """What ONNX Runtime says on the same crops, averaged like the paper: crops, then members."""
-    per_member = []
-    for name in members:
-        session = ort.InferenceSession(str(repo / name / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
-        per_member.append(session.run(["probabilities"], {"image": rows})[0].astype(np.float64).mean(axis=0))
-    return np.mean(per_member, axis=0)
+    return onnx_probabilities(repo, members, rows).mean(axis=0)
 
 
 @pytest.mark.parametrize(("crops", "models"), [(1, 1), (10, 1), (144, 1), (1, 3), (10, 3), (144, 3)])
@@ -129,14 +113,14 @@ def test_every_error_is_json_and_the_next_request_succeeds(
         None: good, "truncated": good[: len(good) // 3], "huge": make_image(1200, 1000, high=100),
         "over-limit": b"\xff\xd8" + b"\0" * 300_000,
     }.get(body, body) if isinstance(body, str) or body is None else body
-    evaluated = metric(strict_server, "googlenet_evaluated_rows_total")
+    evaluated = metric(strict_server.url, "googlenet_evaluated_rows_total")
     with strict_server.client() as client:
         response = client.post("/v1/classify", params=params, content=data, headers=headers)
         assert response.status_code == status, response.text
         assert response.json()["code"] == code and response.json()["error"]
         if status == 503:
             assert response.headers["retry-after"]
-        assert metric(strict_server, "googlenet_evaluated_rows_total") == evaluated  # cost no evaluation
+        assert metric(strict_server.url, "googlenet_evaluated_rows_total") == evaluated  # cost no evaluation
         assert classify(client, good).status_code == 200
 
 
@@ -156,14 +140,14 @@ def test_multipart_without_an_image_field_is_400(server: LiveServer) -> None:
 def test_concurrent_requests_are_served_in_fewer_batches(tiny_repo: Path) -> None:
     n = 12
     with serve(tiny_repo, models=1, max_batch_size=n, max_queue_delay_ms=10_000, instances=1) as live:
-        before = metric(live, "googlenet_batch_rows_count", model="tiny-0")
+        before = metric(live.url, "googlenet_batch_rows_count", model="tiny-0")
         images = [make_image(seed=i) for i in range(n)]
         with live.client() as client, concurrent.futures.ThreadPoolExecutor(n) as pool:
             statuses = list(pool.map(lambda d: classify(client, d).status_code, images))
         assert statuses == [200] * n
-        batches = metric(live, "googlenet_batch_rows_count", model="tiny-0") - before
+        batches = metric(live.url, "googlenet_batch_rows_count", model="tiny-0") - before
         assert batches < n  # a full batch of n rows closes at once; no timing involved
-        assert metric(live, "googlenet_batch_rows_sum", model="tiny-0") >= n
+        assert metric(live.url, "googlenet_batch_rows_sum", model="tiny-0") >= n
 
 
 def test_a_failing_batch_is_a_json_500_and_the_service_keeps_serving(tmp_path: Path) -> None:
