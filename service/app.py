@@ -29,11 +29,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.serving = serving
         scheduler.start()
         # gRPC listens before readiness turns true, so a port that cannot be had fails the start-up.
-        grpc = await grpc_server.start(grpc_server.InferenceServicer(
-            classifier=serving.classifier, catalog=catalog(serving), settings=settings,
-            ready=lambda: serving.ready, provider=serving.provider, instances=serving.plan.instances,
-            max_queue_rows=serving.plan.max_queue_rows, version=app.version,
-        ), settings) if settings.grpc_port else None
+        servicer = grpc_server.InferenceServicer(serving, catalog(serving), version=app.version)
+        grpc = await grpc_server.start(servicer) if settings.grpc_port else None
         serving.ready = True
         try:
             yield

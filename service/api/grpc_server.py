@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import grpc
 import numpy as np
 from google.protobuf import json_format
-from tritonclient.grpc import model_config_pb2, service_pb2 as pb
+from tritonclient.grpc import model_config_pb2
+from tritonclient.grpc import service_pb2 as pb
 
 from service import logs, metrics
 from service.api import grpc_codec, v2_infer
@@ -28,10 +29,9 @@ from service.api.grpc_status import status_code, trailers
 from service.api.grpc_stream import INTERNAL_MESSAGE, Call, serve_stream
 from service.api.middleware import request_id
 from service.api.security import check_token
-from service.api.v2_catalog import EXTENSIONS, SERVER_NAME, Catalog
-from service.classifier import Classifier
+from service.api.v2_catalog import EXTENSIONS, SERVER_NAME, Catalog, served_config
 from service.errors import BadRequest, DeadlineExceeded, NotFound, NotReady, ServiceError, Unauthorized
-from service.settings import Settings
+from service.serving import Serving
 
 log = logging.getLogger("service.grpc")
 SERVICE = "inference.GRPCInferenceService"
@@ -76,14 +76,13 @@ def _rpc(*, probe: bool = False) -> Callable:
 
 
 class InferenceServicer:
-    def __init__(
-        self, *, classifier: Classifier, catalog: Catalog, settings: Settings, ready: Callable[[], bool],
-        provider: str, instances: int, max_queue_rows: int, version: str,
-    ) -> None:
-        self.classifier, self.catalog, self.settings = classifier, catalog, settings
-        self.ready, self.provider, self.instances, self.version = ready, provider, instances, version
-        self.stream_inflight = max_queue_rows  # more could not be queued at once anyway
-        token = settings.api_token
+    """The KServe v2 gRPC service over the same Serving object (and v2 catalog) as the HTTP API."""
+
+    def __init__(self, serving: Serving, catalog: Catalog, *, version: str) -> None:
+        self.serving, self.catalog, self.version = serving, catalog, version
+        self.classifier, self.settings = serving.classifier, serving.settings
+        self.stream_inflight = serving.plan.max_queue_rows  # more could not be queued at once anyway
+        token = self.settings.api_token
         self._token = token.get_secret_value().encode() if token is not None else None
 
     def authorize(self, context: grpc.aio.ServicerContext, *, probe: bool) -> None:
@@ -103,7 +102,7 @@ class InferenceServicer:
                                    "duration_ms": round(elapsed * 1000, 2)})
 
     def _catalog(self) -> Catalog:
-        if not self.ready():
+        if not self.serving.ready:
             raise NotReady("the models are still loading", headers={"Retry-After": "1"})
         return self.catalog
 
@@ -113,7 +112,7 @@ class InferenceServicer:
 
     @_rpc(probe=True)
     async def ServerReady(self, request: pb.ServerReadyRequest, call: Call) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=self.ready())
+        return pb.ServerReadyResponse(ready=self.serving.ready)
 
     @_rpc()
     async def ModelReady(self, request: pb.ModelReadyRequest, call: Call) -> pb.ModelReadyResponse:
@@ -134,16 +133,13 @@ class InferenceServicer:
 
     @_rpc()
     async def ModelConfig(self, request: pb.ModelConfigRequest, call: Call) -> pb.ModelConfigResponse:
-        catalog, settings = self._catalog(), self.settings
-        config = catalog.config(
-            catalog.resolve(request.name, request.version), max_batch_size=settings.max_images_per_request,
-            queue_delay_ms=settings.max_queue_delay_ms, instances=self.instances, provider=self.provider,
-        )
+        catalog = self._catalog()
+        config = served_config(catalog, catalog.resolve(request.name, request.version), self.serving)
         return pb.ModelConfigResponse(config=json_format.ParseDict(config, model_config_pb2.ModelConfig()))
 
     @_rpc()
     async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, call: Call) -> pb.RepositoryIndexResponse:
-        state = "READY" if self.ready() else "UNAVAILABLE"
+        state = "READY" if self.serving.ready else "UNAVAILABLE"
         if request.ready and state != "READY":
             return pb.RepositoryIndexResponse()
         models = [{"name": m.name, "version": m.version, "state": state} for m in self.catalog.models.values()]
@@ -207,8 +203,9 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
-async def start(servicer: InferenceServicer, settings: Settings) -> grpc.aio.Server:
+async def start(servicer: InferenceServicer) -> grpc.aio.Server:
     """Listen on settings.grpc_port (on the running event loop); refuse messages over max_body_bytes."""
+    settings = servicer.settings
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", settings.max_body_bytes),
         ("grpc.so_reuseport", 0),  # a port in use is an error at start-up, not a silently shared port

@@ -19,7 +19,7 @@ from service.api import v2_infer
 from service.api.body import read_body
 from service.api.deps import Ready
 from service.api.v1 import run_for_client
-from service.api.v2_catalog import EXTENSIONS, SERVER_NAME, Catalog
+from service.api.v2_catalog import EXTENSIONS, SERVER_NAME, Catalog, served_config
 from service.api.v2_codec import encode_response, parse_request, raw_request
 from service.contract import INPUT_NAME
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
@@ -74,13 +74,7 @@ async def model_ready(models: Models, name: str, version: str | None = None) -> 
 async def model_config(
     serving: Ready, models: Models, name: str, version: str | None = None
 ) -> dict[str, Any]:
-    return models.config(
-        models.resolve(name, version),
-        max_batch_size=serving.settings.max_images_per_request,
-        queue_delay_ms=serving.plan.max_queue_delay_ms,
-        instances=serving.plan.instances,
-        provider=serving.provider,
-    )
+    return served_config(models, models.resolve(name, version), serving)
 
 
 def _decompressed(body: bytes, encoding: str | None, limit: int) -> bytes:

@@ -8,10 +8,12 @@ crops a client made itself. Every model answers FP32 `probabilities` [N, 1000].
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from service.errors import NotFound
 from service.contract import CLASSES, INPUT_NAME, ITEM_SHAPE, OUTPUT_NAME
+from service.errors import NotFound
 from service.repository import Repository
+from service.serving import Serving
 
 SERVER_NAME = "googlenet-serving"
 # "statistics" is left out on purpose: perf_analyzer then skips its /stats calls (serving notes 2.6).
@@ -113,3 +115,14 @@ class Catalog:
                 {"kind": "KIND_GPU" if provider == "cuda" else "KIND_CPU", "count": instances}
             ]
         return config
+
+
+def served_config(catalog: Catalog, model: V2Model, serving: Serving) -> dict[str, Any]:
+    """The Triton-shaped config of `model` as this server runs it: the one answer of HTTP and gRPC."""
+    return catalog.config(
+        model,
+        max_batch_size=serving.settings.max_images_per_request,
+        queue_delay_ms=serving.plan.max_queue_delay_ms,
+        instances=serving.plan.instances,
+        provider=serving.provider,
+    )
