@@ -1,8 +1,9 @@
-"""build-repository: the default (random-init) repository is fast, complete, flagged and servable."""
+"""build-repository: the default (random-init) repository is complete, flagged, labelled and servable."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from model_export import repository
 from service.contract import Label
 from service.repository import load_repository
+from tests.conftest import make_image, serve
 
 MODEL_KEYS = {
     "name",
@@ -128,3 +130,13 @@ def test_sources_must_fit_the_repository(trained_run: Path, tmp_path) -> None:
     with pytest.raises(ValueError, match="--members"):
         repository.build(tmp_path / "r", checkpoints=["a.pt", "b.pt"], members=3)
     assert not (tmp_path / "r").exists()
+
+
+def test_every_answer_of_the_default_repository_carries_the_ilsvrc_wnid(default_repository) -> None:
+    with serve(default_repository[0], models=2) as live, live.client() as client:
+        for crops in (1, 10):
+            answer = client.post("/v1/classify", params={"crops": crops, "topk": 1000, "ensemble": True},
+                                 content=make_image(), headers={"content-type": "image/jpeg"}).json()
+            wnids = [p["wnid"] for p in answer["predictions"]]
+            assert len(wnids) == 1000 and all(re.fullmatch(r"n\d{8}", w) for w in wnids), wnids[:5]
+            assert len(set(wnids)) == 1000
