@@ -31,7 +31,9 @@ repository: $(SERVE_STAMP)
 run:
 	REPOSITORY=$(REPOSITORY) scripts/serve $(ARGS)
 
+# Lint first (pyproject.toml [tool.ruff.lint]: pycodestyle, pyflakes, isort, bugbear, pyupgrade).
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

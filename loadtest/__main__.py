@@ -40,7 +40,8 @@ def _load_args(parser: argparse.ArgumentParser, *, sweep: bool) -> None:
     parser.add_argument("--mix", default="1x1", help="CROPSxMODELS[:share],... (default 1x1)")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="v1",
                         help="/v1/classify, /v2 infer over HTTP, or v2 ModelInfer over gRPC (default v1)")
-    parser.add_argument("--grpc-target", help="host:port of the gRPC API (--protocol grpc; default: --url's host, 8001)")
+    parser.add_argument("--grpc-target",
+                        help="host:port of the gRPC API (--protocol grpc; default: --url's host, 8001)")
     parser.add_argument("--v2-model", default="googlenet", help="v2 model name (the ensemble's name by default)")
     parser.add_argument("--images", type=Path, help=f"image folder (default {DEFAULT_FOLDER.name} beside the repo, "
                                                     "else generated JPEGs)")

@@ -20,9 +20,9 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from service.contract import INPUT_NAME, OUTPUT_NAME
 from service.errors import ServiceError
 from service.preprocess import preprocess
-from service.contract import INPUT_NAME, OUTPUT_NAME
 from service.repository import load_repository
 
 MAX_PIXELS = 50_000_000

@@ -200,8 +200,9 @@ def run_bench(config: BenchConfig) -> int:
     one = report["limits"]["1x1"]["images_per_s"]
     for c, r in report["service"]["closed"].items():
         server = r["server"] or {}
+        p50, p99 = r["latency_ms"].get("p50", 0), r["latency_ms"].get("p99", 0)
         say(f"1 crop, concurrency {c:3d}: {r['throughput_rps']:6.1f} img/s = {r['throughput_rps'] / one:4.0%} of the "
-            f"{one:.1f} img/s limit, p50 {r['latency_ms'].get('p50', 0):7.1f} ms, p99 {r['latency_ms'].get('p99', 0):7.1f} ms, "
+            f"{one:.1f} img/s limit, p50 {p50:7.1f} ms, p99 {p99:7.1f} ms, "
             f"mean batch {server.get('mean_batch_rows') or 0:.2f} rows")
     for g in goals.evaluate(report):
         say(f"{'met   ' if g.met else 'MISSED'} {g.goal}: {g.measured}")

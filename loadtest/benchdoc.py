@@ -54,7 +54,8 @@ def _one_crop_table(report: dict[str, Any]) -> list[str]:
     service, baseline = report["service"], report.get("baseline")
     lines = [
         ("| concurrency | service img/s | of limit | p50 ms | p99 ms | mean batch | queue wait p50 ms "
-        "| baseline img/s | baseline p50 ms | baseline p99 ms | service / baseline | cores: server / generator / other |"),
+         "| baseline img/s | baseline p50 ms | baseline p99 ms | service / baseline "
+         "| cores: server / generator / other |"),
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for c, r in service["closed"].items():
@@ -143,7 +144,7 @@ def render(report: dict[str, Any], plots: dict[str, str], notes: str) -> str:
         f"- Machine: {m['cpu']}, {m['cores']} cores ({m['simd']}), {m['memory_gib']} GiB, {m['os']}",
         f"- Software: Python {m['python']}, ONNX Runtime {m['onnxruntime']}; commit {m['commit']}",
         f"- Date: {m['date']}; the run took {report['duration_s'] / 60:.1f} min",
-        f"- Command: `{' '.join(_shown(word) if word.startswith('/') else word for word in report['command'].split())}`",
+        "- Command: `" + " ".join(_shown(w) if w.startswith("/") else w for w in report["command"].split()) + "`",
         (f"- Model: repository `{repo['name']}`, {repo['members']} members"
         f"{'' if repo['trained'] else ' (random-init weights: speed is the same, answers are noise)'}"),
         f"- Images: {report['images']['count']} from `{_shown(report['images']['source'])}`",

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service.preprocess import preprocess
 from service.contract import INPUT_NAME, OUTPUT_NAME
+from service.preprocess import preprocess
 
 INPUT_SHAPE = (224, 224, 3)
 
@@ -42,7 +42,9 @@ def cpu_session(path: Path, intra_op_threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def measure_streams(run, batch: int, streams: int, duration_s: float, *, min_batches: int = 2) -> tuple[float, float, float]:
+def measure_streams(
+    run, batch: int, streams: int, duration_s: float, *, min_batches: int = 2
+) -> tuple[float, float, float]:
     """Call `run(rows)` from `streams` threads for `duration_s` (after one warm-up call each).
 
     Returns (images/s, CPU cores used, ms per batch). Every thread stops at the deadline or after
@@ -81,7 +83,10 @@ def model_ceiling_cpu(path: Path, *, cores: int, batches: tuple[int, ...] = (1, 
     points = []
     for streams, intra in sorted({(cores, 1), (1, cores)}):
         session = cpu_session(path, intra)
-        run = lambda rows, s=session: s.run([OUTPUT_NAME], {INPUT_NAME: rows})[0]
+
+        def run(rows, s=session):
+            return s.run([OUTPUT_NAME], {INPUT_NAME: rows})[0]
+
         for batch in batches:
             ips, cpu, ms = measure_streams(run, batch, streams, duration_s)
             points.append(ModelPoint(batch, streams, intra, ips, cpu, ms))

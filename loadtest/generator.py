@@ -151,7 +151,8 @@ class _Run:
             now, rec = loop.time(), self.recorder
             window = latency_summary(rec.take_window())
             phase = "warm-up" if now < rec.start else f"{now - rec.start:5.0f}s"
-            print(f"{phase}  sent {self.issued:6d}  done {rec.completed:6d}  ok/s {(rec.ok - last_ok) / (now - last):7.1f}"
+            ok_per_s = (rec.ok - last_ok) / (now - last)
+            print(f"{phase}  sent {self.issued:6d}  done {rec.completed:6d}  ok/s {ok_per_s:7.1f}"
                   f"  p50 {window.get('p50', 0):8.1f} ms  p99 {window.get('p99', 0):8.1f} ms"
                   f"  errors {rec.completed - rec.ok:5d}  in flight {len(self.inflight)}", file=sys.stderr, flush=True)
             last, last_ok = now, rec.ok

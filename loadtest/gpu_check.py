@@ -158,5 +158,6 @@ def render(result: dict[str, Any]) -> str:
             f"| {c['server_cores']:.2f} / {c['generator_cores']:.2f} / {c['other_cores']:.2f} |")
     if "baseline_1x1" in result and "1x1" in result["service"]:
         ratio = result["service"]["1x1"]["images_per_s"] / max(result["baseline_1x1"]["images_per_s"], 1e-9)
-        lines += ["", f"Service / naive baseline, 1 crop, {result['baseline_1x1']['concurrency']} clients: {ratio:.2f}x"]
+        clients = result["baseline_1x1"]["concurrency"]
+        lines += ["", f"Service / naive baseline, 1 crop, {clients} clients: {ratio:.2f}x"]
     return "\n".join(lines) + "\n"

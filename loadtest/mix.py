@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from service.crops import CROP_COUNTS  # the paper's test-time protocols
 
 
-
 @dataclass(frozen=True)
 class Mode:
     crops: int
@@ -66,7 +65,7 @@ class Mix:
     @property
     def evaluations(self) -> float:
         """Mean model evaluations per request."""
-        return sum(m.evaluations * w for m, w in zip(self.modes, self.weights))
+        return sum(m.evaluations * w for m, w in zip(self.modes, self.weights, strict=True))
 
     def __str__(self) -> str:
-        return ",".join(f"{m.name}:{w:g}" for m, w in zip(self.modes, self.weights))
+        return ",".join(f"{m.name}:{w:g}" for m, w in zip(self.modes, self.weights, strict=True))

@@ -26,7 +26,7 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 def _latency_cdf(ax: plt.Axes, curves: dict[str, list[tuple[float, float]]]) -> None:
     for label, points in curves.items():
         if points:
-            xs, ys = zip(*points)
+            xs, ys = zip(*points, strict=True)
             ax.step(xs, ys, where="post", label=label)
     ax.set_xscale("log")
     ax.set_xlabel("latency (ms, log scale)")
@@ -92,7 +92,7 @@ def plot_sweep(steps: list[dict[str, Any]], path: Path, *, knee: float | None, o
     ax.axhline(objective_ms, color="tab:red", linestyle="--", label=f"objective p99 {objective_ms:g} ms")
     if knee is not None:
         ax.axvline(knee, color="tab:gray", linestyle=":", label=f"capacity {knee:.1f} req/s")
-    for s, x in zip(steps, achieved):
+    for s, x in zip(steps, achieved, strict=True):
         ax.annotate(f"{s['offered_rps']:.0f}", (x, s["latency_ms"].get("p99", math.nan)), fontsize=7,
                     textcoords="offset points", xytext=(3, 3))
     ax.set_yscale("log")
@@ -111,7 +111,7 @@ def _model(report: dict[str, Any], path: Path) -> Path:
         layouts.setdefault(f"{p['streams']} stream(s) x {p['intra_op_threads']} thread(s)", []).append(
             (p["batch"], p["images_per_s"]))
     for label, points in layouts.items():
-        ax.plot(*zip(*points), "o-", label=label)
+        ax.plot(*zip(*points, strict=True), "o-", label=label)
     ax.set_xscale("log", base=2)
     batches = sorted({p["batch"] for p in report["model"]["points"]})
     ax.set_xticks(batches, [str(b) for b in batches])
@@ -159,7 +159,7 @@ def _cdf(report: dict[str, Any], path: Path) -> Path:
         c = 32 if 32 in closed else max(closed)
         for label, run in ((f"{who}, concurrency {c}", closed[c]), (f"{who}, 70% of capacity", suite["at_70"])):
             if run["cdf"]:
-                ax.step(*zip(*run["cdf"]), where="post", label=label)
+                ax.step(*zip(*run["cdf"], strict=True), where="post", label=label)
     ax.set_xscale("log")
     ax.set_xlabel("latency (ms)")
     ax.set_ylabel("fraction of requests")

@@ -88,7 +88,8 @@ def run_protocols(args: argparse.Namespace) -> int:
                 print(f"c={c} {r['protocol']:4s} {r['img_per_s']:7.1f} img/s p50 {r['p50_ms']:7.1f} "
                       f"p99 {r['p99_ms']:7.1f} ms  server CPU {r['server_cpu_ms_per_request']:6.2f} ms/req "
                       f"errors {r['errors']}", file=sys.stderr, flush=True)
-    report = {"machine": machine.describe(), "other_cores_at_start": other, "other_cores_at_end": machine.busy_cores(2.0),
+    report = {"machine": machine.describe(), "other_cores_at_start": other,
+              "other_cores_at_end": machine.busy_cores(2.0),
               "mode": args.mode, "duration_s": args.duration, "rounds": args.rounds, "repository": repo.name,
               "images": f"{len(corpus.images)} images, mean {corpus.mean_bytes / 1000:.1f} kB",
               "trained": all(m.trained for m in repo.members), "rows": rows,

@@ -73,7 +73,8 @@ def server_stats(before: Snapshot, after: Snapshot) -> dict[str, object]:
     """What the server saw between the two scrapes; means in ms, batch sizes in rows."""
     d = after - before
     wait = d.buckets("googlenet_queue_wait_seconds")
-    ms = lambda v: None if v is None else v * 1000
+    def ms(v):
+        return None if v is None else v * 1000
     return {
         # Our own scrape of /metrics is a request too: left out.
         "requests_by_status": d.by_label("googlenet_requests_total", "status", unless={"route": "/metrics"}),

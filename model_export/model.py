@@ -8,6 +8,7 @@ of the paper's 7-model ensemble, section 7; tiny nets in tests).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import namedtuple
 from dataclasses import asdict, dataclass, replace
@@ -54,7 +55,7 @@ class GoogLeNet(nn.Module):
         w = _widen(config.width)
         conv = BasicConv2d if not paper else BiasConv2d
         # The paper/Caffe sizes hold only with ceil rounding: 112 -> 56 -> 28 -> 14 -> 7 (spec 2.2).
-        pool = lambda k: nn.MaxPool2d(k, stride=2, ceil_mode=True)
+        pool = functools.partial(nn.MaxPool2d, stride=2, ceil_mode=True)
 
         # Table 1, one line per row: type, patch/stride, output size (depth)
         self.conv1 = conv(3, w(64), kernel_size=7, stride=2, padding=3)  # conv 7x7/2, 112x112x64

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from model_export import export
+from model_export.onnx_graph import Exporter
 from service.contract import (
     CLASSES,
     ContractError,
@@ -25,7 +26,6 @@ from service.contract import (
     parse_labels,
     sha256_of,
 )
-from model_export.onnx_graph import Exporter
 
 ENSEMBLE = "googlenet"
 MEMBERS = 7  # the paper's ensemble (section 7, Table 3)

@@ -178,7 +178,7 @@ def render(summary: dict[str, Any]) -> str:
                 "*" if r["differs"] else "",
             )
         )
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=True)]
     fmt = "  ".join(f"{{:<{w}}}" if i < 5 else f"{{:>{w}}}" for i, w in enumerate(widths))
     t = summary["totals"]
     out = [f"GoogLeNet, {summary['variant']} variant, width {summary['width']:g} (input 224x224x3)", ""]

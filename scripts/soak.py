@@ -20,10 +20,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import numpy as np
@@ -165,12 +165,15 @@ def summarise(windows: list[Window], warmup_s: float, rate: float, cap: float) -
         for k, v in w.errors.items():
             errors[k] = errors.get(k, 0) + v
     base, end = steady[0].rss_mb, steady[-1].rss_mb
-    pct = (lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan"))
+    window_s = windows[1].t_s - windows[0].t_s if len(windows) > 1 else 1
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
+
     return {
         "capacity_rps": round(cap, 2), "offered_rps": round(rate, 2),
         "sent": sum(w.sent for w in windows), "ok": sum(w.ok for w in windows), "errors": errors,
-        "throughput_rps_after_warmup": round(sum(w.ok for w in steady) / (len(steady) * (windows[1].t_s - windows[0].t_s
-                                                                                          if len(windows) > 1 else 1)), 2),
+        "throughput_rps_after_warmup": round(sum(w.ok for w in steady) / (len(steady) * window_s), 2),
         "latency_ms_after_warmup": {"p50": round(pct(0.5), 1), "p90": round(pct(0.9), 1), "p99": round(pct(0.99), 1),
                                     "max": round(latencies[-1], 1) if latencies else None,
                                     "mean": round(statistics.fmean(latencies), 1) if latencies else None},
@@ -202,7 +205,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(url: str, pid: int) -> dict:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        cap = args.rate / args.load if args.rate else asyncio.run(capacity(url, data, args.crops, args.capacity_s, 2 * cores))
+        if args.rate:
+            cap = args.rate / args.load
+        else:
+            cap = asyncio.run(capacity(url, data, args.crops, args.capacity_s, 2 * cores))
         rate = args.rate or args.load * cap
         print(f"capacity {cap:.1f} req/s; offering {rate:.1f} req/s for {args.duration_s:.0f} s", flush=True)
         windows = asyncio.run(open_loop(url, pid, data, args.crops, rate, args.duration_s, args.window_s))

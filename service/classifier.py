@@ -63,7 +63,8 @@ class Classifier:
     async def prepare(self, images: list[bytes], crops: int) -> np.ndarray:
         """Decode and crop every image off the event loop: uint8 [images x crops, 224, 224, 3]."""
         loop = asyncio.get_running_loop()
-        parts = await asyncio.gather(*(loop.run_in_executor(self._executor, self._preprocess, d, crops) for d in images))
+        jobs = (loop.run_in_executor(self._executor, self._preprocess, d, crops) for d in images)
+        parts = await asyncio.gather(*jobs)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     async def probabilities(

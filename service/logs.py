@@ -20,7 +20,8 @@ from pythonjsonlogger.json import JsonFormatter
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 _HANDLER = "service"  # the name of the handler `configure` installs: a second call replaces it
-_MAX_FIELD_CHARS = 2048  # a runaway value (a huge header echoed into a message) cannot flood the log
+_MAX_FIELD_CHARS = 2048  # a runaway extra value (a huge header) cannot flood the log
+_WHOLE = ("message", "exception")  # uvicorn logs a start-up traceback as a message: its last line matters
 # Loggers uvicorn configures with handlers of its own: routed through ours instead.
 _UVICORN = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
@@ -40,8 +41,8 @@ class _Formatter(JsonFormatter):
 
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
         log_data["level"] = log_data["level"].lower()
-        for key, value in log_data.items():
-            if isinstance(value, str) and len(value) > _MAX_FIELD_CHARS:
+        for key, value in log_data.items():  # the extras: message and exception stay whole
+            if key not in _WHOLE and isinstance(value, str) and len(value) > _MAX_FIELD_CHARS:
                 log_data[key] = value[:_MAX_FIELD_CHARS] + "...(truncated)"
         return log_data
 

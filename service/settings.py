@@ -61,7 +61,8 @@ class Settings(BaseSettings):
 
     # Batching (design.md 2)
     max_batch_size: int | None = Field(
-        None, ge=1, le=4096, description="Rows (crops) per batch (default: 2 on CPU, where batching buys nothing, 128 on CUDA)."
+        None, ge=1, le=4096,
+        description="Rows (crops) per batch (default: 2 on CPU, where batching buys nothing, 128 on CUDA).",
     )
     max_queue_delay_ms: float = Field(
         2.0, ge=0, le=10_000, description="Longest wait from the first queued row before a partial batch runs."

@@ -10,8 +10,8 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import numpy as np

@@ -15,8 +15,15 @@ from starlette.exceptions import HTTPException
 from service import metrics
 from service.api.body import BodyTimeout
 from service.errors import (
-    BadRequest, DeadlineExceeded, ImageTooLarge, InvalidImage, Overloaded, PayloadTooLarge, ServiceError,
-    Unauthorized, UnsupportedMediaType,
+    BadRequest,
+    DeadlineExceeded,
+    ImageTooLarge,
+    InvalidImage,
+    Overloaded,
+    PayloadTooLarge,
+    ServiceError,
+    Unauthorized,
+    UnsupportedMediaType,
 )
 
 log = logging.getLogger(__name__)

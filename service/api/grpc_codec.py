@@ -16,8 +16,16 @@ import numpy as np
 from google.protobuf.message import DecodeError
 from tritonclient.grpc import service_pb2 as pb
 
-from service.api.v2_codec import DTYPES, InferenceRequest, Parameters, RequestedOutput, Tensor, check_shape
-from service.api.v2_codec import from_binary, to_binary
+from service.api.v2_codec import (
+    DTYPES,
+    InferenceRequest,
+    Parameters,
+    RequestedOutput,
+    Tensor,
+    check_shape,
+    from_binary,
+    to_binary,
+)
 from service.errors import BadRequest
 
 # Datatype -> the InferTensorContents field that carries it when a client sends typed contents

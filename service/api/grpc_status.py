@@ -6,8 +6,17 @@ from __future__ import annotations
 import grpc
 
 from service.errors import (
-    BadRequest, DeadlineExceeded, ImageTooLarge, InvalidImage, NotFound, NotReady, Overloaded,
-    PayloadTooLarge, ServiceError, Unauthorized, UnsupportedMediaType,
+    BadRequest,
+    DeadlineExceeded,
+    ImageTooLarge,
+    InvalidImage,
+    NotFound,
+    NotReady,
+    Overloaded,
+    PayloadTooLarge,
+    ServiceError,
+    Unauthorized,
+    UnsupportedMediaType,
 )
 
 # The service's errors as Triton's gRPC codes (docs/protocol-v2.md, "gRPC errors"); the HTTP status

@@ -15,10 +15,10 @@ import numpy as np
 
 from service.api.v2_catalog import TENSOR_SUFFIX, V2Model
 from service.api.v2_codec import InferenceRequest, RequestedOutput, Tensor
+from service.classifier import Classifier
+from service.contract import INPUT_NAME, OUTPUT_NAME
 from service.crops import CROP_COUNTS
 from service.errors import BadRequest
-from service.contract import INPUT_NAME, OUTPUT_NAME
-from service.classifier import Classifier
 
 
 @dataclass(frozen=True)

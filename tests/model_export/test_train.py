@@ -50,7 +50,7 @@ def test_resumed_run_repeats_the_uninterrupted_curve(trained_run: Path, resumed_
 
     resumed, uninterrupted = curve(resumed_run), curve(trained_run)
     assert len(resumed) == 3
-    for a, b in zip(resumed, uninterrupted):
+    for a, b in zip(resumed, uninterrupted, strict=False):
         assert a.keys() == b.keys()
         for key in a:
             assert abs(a[key] - b[key]) <= 1e-6 * max(1.0, abs(b[key])), (a["epoch"], key, a[key], b[key])

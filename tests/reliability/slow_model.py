@@ -30,7 +30,8 @@ def slow_model(layers: int) -> bytes:
         helper.make_node("MatMul", ["feat", "w_in"], ["h0"]),
     ]
     for i in range(layers):  # one shared weight: the file stays small, the work does not
-        nodes += [helper.make_node("MatMul", [f"h{i}", "w"], [f"m{i}"]), helper.make_node("Tanh", [f"m{i}"], [f"h{i + 1}"])]
+        nodes += [helper.make_node("MatMul", [f"h{i}", "w"], [f"m{i}"]),
+                  helper.make_node("Tanh", [f"m{i}"], [f"h{i + 1}"])]
     nodes += [
         helper.make_node("MatMul", [f"h{layers}", "w_out"], ["logits"]),
         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),

@@ -96,7 +96,7 @@ def test_a_failing_batch_fails_only_its_own_requests(tmp_path: Path) -> None:
         errors_before = metric(live.url, "googlenet_batches_total", model="tiny-0", outcome="error")
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
             send = lambda d: client.post("/v1/classify", content=d, headers={"content-type": "image/png"})  # noqa: E731
-            answers = list(pool.map(send, [d for pair in zip(clean, poisoned) for d in pair]))
+            answers = list(pool.map(send, [d for pair in zip(clean, poisoned, strict=True) for d in pair]))
         for i, response in enumerate(answers):
             if i % 2:
                 assert_json_error(response, 500, "inference_failed", private=repo)

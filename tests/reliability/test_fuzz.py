@@ -33,7 +33,8 @@ def fuzz_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, 
         work = tmp_path_factory.mktemp(target)
         args = [sys.executable, "-m", f"fuzz.{target}", str(work / "corpus"), f"-max_total_time={SECONDS_PER_TARGET}",
                 "-runs=1000000", f"-rss_limit_mb={rss_limit_mb}", f"-artifact_prefix={work}/", "-print_final_stats=1"]
-        procs[target] = (work, subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        procs[target] = (work, proc)
     runs = {}
     for target, (work, proc) in procs.items():
         _, err = proc.communicate(timeout=SECONDS_PER_TARGET + 120)

@@ -49,7 +49,8 @@ def test_api_routes_need_the_token(guarded: LiveServer, method: str, path: str) 
             assert_json_error(response, 401, "unauthorized")
             assert response.headers["www-authenticate"].startswith("Bearer")
         # the scheme is case-insensitive (RFC 7235); a right token gets the route's own answer
-        allowed = client.request(method, path, content=make_image(), headers=JPEG | {"authorization": f"bearer {TOKEN}"})
+        lower = JPEG | {"authorization": f"bearer {TOKEN}"}
+        allowed = client.request(method, path, content=make_image(), headers=lower)
         assert allowed.status_code != 401
     assert evaluated_rows(guarded.url) <= before + 3  # only the authorised attempt may run a model
     assert metric(guarded.url, "googlenet_rejections_total", reason="unauthorized") == refused + 5
@@ -98,7 +99,9 @@ def test_cors_allows_the_configured_origin_only(guarded: LiveServer) -> None:
 MARKER = b"PIXELS-THAT-MUST-NOT-BE-LOGGED"
 
 
-def _run_and_read_logs(repo: Path, port: int, requests: list[tuple[bytes, str]]) -> tuple[list[httpx.Response], list[str]]:
+def _run_and_read_logs(
+    repo: Path, port: int, requests: list[tuple[bytes, str]]
+) -> tuple[list[httpx.Response], list[str]]:
     args = [sys.executable, "-m", "service", "--model-repository", str(repo), "--port", str(port), "--providers", "cpu",
             "--max-batch-size", "1"]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

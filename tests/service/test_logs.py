@@ -67,3 +67,10 @@ def test_uvicorn_loggers_go_through_the_same_handler(stream: io.StringIO) -> Non
     logging.getLogger("uvicorn.error").info("started", extra={"color_message": "\x1b[32mstarted\x1b[0m"})
     (record,) = _records(stream)
     assert record["logger"] == "uvicorn.error" and "color_message" not in record
+
+
+def test_a_long_message_is_kept_whole(stream: io.StringIO) -> None:
+    traceback = "Traceback...\n" + "x" * 5000 + "\nModelLoadError: tiny-1 has no model.onnx"
+    logging.getLogger("uvicorn.error").error(traceback)
+    (record,) = _records(stream)
+    assert record["message"].endswith("has no model.onnx")

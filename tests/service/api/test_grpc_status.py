@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-
 import grpc
 
 from service.api.grpc_status import status_code, trailers
 from service.errors import (
-    BadRequest, DeadlineExceeded, ImageTooLarge, InferenceFailed, InvalidImage, NotFound, NotReady, Overloaded,
-    PayloadTooLarge, Unauthorized,
+    BadRequest,
+    DeadlineExceeded,
+    ImageTooLarge,
+    InferenceFailed,
+    InvalidImage,
+    NotFound,
+    NotReady,
+    Overloaded,
+    PayloadTooLarge,
+    Unauthorized,
 )
 
 
