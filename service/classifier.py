@@ -39,10 +39,12 @@ class Classification:
 
 
 class Classifier:
-    def __init__(self, scheduler: Scheduler, labels: list[tuple[str, str]], *, max_pixels: int, threads: int) -> None:
+    def __init__(
+        self, scheduler: Scheduler, labels: list[tuple[str, str]], *, max_pixels: int, max_aspect: float, threads: int
+    ) -> None:
         self.scheduler = scheduler
         self.labels = labels
-        self.max_pixels = max_pixels
+        self.max_pixels, self.max_aspect = max_pixels, max_aspect
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="preprocess")
 
     @property
@@ -56,7 +58,7 @@ class Classifier:
 
     def _preprocess(self, data: bytes, crops: int) -> np.ndarray:
         started = time.perf_counter()
-        rows = preprocess(data, crops, max_pixels=self.max_pixels)
+        rows = preprocess(data, crops, max_pixels=self.max_pixels, max_aspect=self.max_aspect)
         metrics.PREPROCESS_DURATION.labels(str(crops)).observe(time.perf_counter() - started)
         return rows
 

@@ -19,11 +19,16 @@ from service.errors import ImageTooLarge, InvalidImage
 Image.MAX_IMAGE_PIXELS = None
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 _RESAMPLE = Image.Resampling.BILINEAR
+# Up to 3:1 a whole scale costs no more than its three squares (the 144-crop protocol's).
+WHOLE_SCALE_MAX_ASPECT = 3
 
 
-def decode(data: bytes, *, max_pixels: int, shorter_side: int = 256) -> Image.Image:
+def decode(
+    data: bytes, *, max_pixels: int, shorter_side: int = 256, max_aspect: float | None = None
+) -> Image.Image:
     """Decode to an upright RGB image, letting JPEG's DCT scaling shrink it while its shorter side
-    stays >= `shorter_side` (a 12-Mpixel upload decodes 7-9x faster; design.md 5)."""
+    stays >= `shorter_side` (a 12-Mpixel upload decodes 7-9x faster; design.md 5). The size and
+    the aspect ratio are checked on the header, before any pixel is decoded."""
     if not data:
         raise InvalidImage("the image is empty")
     try:
@@ -37,6 +42,12 @@ def decode(data: bytes, *, max_pixels: int, shorter_side: int = 256) -> Image.Im
         raise InvalidImage(f"the image has no pixels ({width}x{height})")
     if width * height > max_pixels:
         raise ImageTooLarge(f"the image has {width}x{height} pixels, more than the limit of {max_pixels}")
+    if max_aspect is not None and max(width, height) > max_aspect * min(width, height):
+        # A 1 x 300 strip has no square to crop from: every view would be one pixel blown up (issue 12).
+        raise InvalidImage(
+            f"the image is {width}x{height}, an aspect ratio over the limit of {max_aspect:g}:1; no crop of it"
+            " would show the picture"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # truncated-file and EXIF warnings become errors below
@@ -62,33 +73,47 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def crops_from_image(image: Image.Image, crops: int) -> np.ndarray:
-    """Apply the crop plan: each scale resized once, crops and mirrors taken as slices."""
+    """Apply the crop plan; each view is made once and mirrored as a slice.
+
+    At an ordinary aspect ratio each scale is resized once and the views are slices of it. Past
+    `WHOLE_SCALE_MAX_ASPECT` each view is resized straight from the source region it covers
+    instead: a whole scale of a 1 x 300 image at shorter side 352 would be 352 x 105,600 pixels,
+    a decompression bomb in a 74-byte PNG (issue 12). A single crop always takes the region path.
+    """
     plan = crop_plan(image.width, image.height, crops)
     out = np.empty((len(plan), CROP, CROP, 3), dtype=np.uint8)  # k x 224 x 224 x 3
-    if crops == 1:
-        out[0] = _resize_box(image, plan[0])
-        return out
+    whole_scales = len(plan) > 1 and max(image.size) <= WHOLE_SCALE_MAX_ASPECT * min(image.size)
     scaled: dict[tuple[int, int], np.ndarray] = {}
+    views: dict[tuple[tuple[int, int], tuple[int, int, int, int]], np.ndarray] = {}
     for i, crop in enumerate(plan):
-        if crop.size not in scaled:
-            scaled[crop.size] = np.asarray(image.resize(crop.size, _RESAMPLE))  # H x W x 3
-        left, top, right, bottom = crop.box
-        view = scaled[crop.size][top:bottom, left:right]
-        if crop.needs_resize:  # the paper's "whole square resized to 224"
-            view = np.asarray(Image.fromarray(view).resize((CROP, CROP), _RESAMPLE))
+        view = views.get((crop.size, crop.box))
+        if view is None:
+            view = _slice_of_scale(image, crop, scaled) if whole_scales else _resize_box(image, crop)
+            views[crop.size, crop.box] = view
         out[i] = view[:, ::-1] if crop.mirror else view
     return out
 
 
+def _slice_of_scale(image: Image.Image, crop: Crop, scaled: dict[tuple[int, int], np.ndarray]) -> np.ndarray:
+    if crop.size not in scaled:
+        scaled[crop.size] = np.asarray(image.resize(crop.size, _RESAMPLE))  # H x W x 3
+    left, top, right, bottom = crop.box
+    view = scaled[crop.size][top:bottom, left:right]
+    if crop.needs_resize:  # the paper's "whole square resized to 224"
+        view = np.asarray(Image.fromarray(view).resize((CROP, CROP), _RESAMPLE))
+    return view
+
+
 def _resize_box(image: Image.Image, crop: Crop) -> np.ndarray:
-    # Resize only the source region that becomes the crop (design.md 5): same pixels, less work.
+    # Resize only the source region that becomes the crop (design.md 5): the pixels of resizing the
+    # whole scale and slicing, up to resampling at the edges, for a cost bounded by the crop's size.
     sx, sy = image.width / crop.size[0], image.height / crop.size[1]
     left, top, right, bottom = crop.box
     box = (left * sx, top * sy, right * sx, bottom * sy)
     return np.asarray(image.resize((CROP, CROP), _RESAMPLE, box=box))
 
 
-def preprocess(data: bytes, crops: int, *, max_pixels: int) -> np.ndarray:
+def preprocess(data: bytes, crops: int, *, max_pixels: int, max_aspect: float | None = None) -> np.ndarray:
     """Encoded image -> uint8 [k, 224, 224, 3] with k = `crops` (1, 10 or 144)."""
-    image = decode(data, max_pixels=max_pixels, shorter_side=largest_scale(crops))
+    image = decode(data, max_pixels=max_pixels, shorter_side=largest_scale(crops), max_aspect=max_aspect)
     return crops_from_image(image, crops)

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         50_000_000, ge=1, description="Largest decoded image (width x height), checked before decoding."
     )
+    max_aspect_ratio: float = Field(
+        32.0, ge=1, description="Longest side over shortest side an image may have (422 past it), checked on the header."
+    )
     max_images_per_request: int = Field(16, ge=1, description="Images in one multipart request.")
     request_timeout_ms: float = Field(
         30_000, gt=0, description="Deadline of a request that sets none (deadline_ms caps at this value)."

@@ -7,9 +7,11 @@ import io
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -174,3 +176,28 @@ def metric(url: str, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value
     return total
+
+
+@contextmanager
+def service_process(repo: Path, *flags: str, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The real `python -m service` on a free 127.0.0.1 port: (its URL, its process); killed after."""
+    port = free_port()
+    args = [sys.executable, "-m", "service", "--model-repository", str(repo), "--port", str(port),
+            "--providers", "cpu", "--log-level", "warning", *flags]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(f"{url}/readyz", proc, log=log)
+        yield url, proc
+    finally:
+        proc.kill()
+        proc.wait(30)
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident memory so far (VmHWM), in bytes: what a transient bomb leaves."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc status")

@@ -28,7 +28,7 @@ def classifier(max_queue_rows: int) -> Classifier:
     batcher = Batcher(uniform, name="m", max_batch_size=8, max_delay_s=0.0, max_queue_rows=max_queue_rows)
     scheduler = Scheduler([batcher])
     scheduler.start()
-    return Classifier(scheduler, LABELS, max_pixels=10**7, threads=1)
+    return Classifier(scheduler, LABELS, max_pixels=10**7, max_aspect=32, threads=1)
 
 
 def test_requests_waiting_for_a_decode_thread_hold_queue_room() -> None:
