@@ -7,6 +7,7 @@ the scheduler to every member; probabilities are averaged over crops, then membe
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from service import metrics
-from service.errors import DeadlineExceeded
+from service.errors import DeadlineExceeded, InvalidImage
 from service.postprocess import Prediction, average, top_k
 from service.preprocess import preprocess
 from service.scheduling import Scheduler
@@ -63,10 +64,31 @@ class Classifier:
         return rows
 
     async def prepare(self, images: list[bytes], crops: int) -> np.ndarray:
-        """Decode and crop every image off the event loop: uint8 [images x crops, 224, 224, 3]."""
-        loop = asyncio.get_running_loop()
-        jobs = (loop.run_in_executor(self._executor, self._preprocess, d, crops) for d in images)
-        parts = await asyncio.gather(*jobs)
+        """Decode and crop every image off the event loop: uint8 [images x crops, 224, 224, 3].
+
+        When one image fails (or the request is cancelled) the decodes not yet started are dropped
+        and those running are waited for, so the request's reservation is released only once the
+        pool holds nothing of it: a garbage first image no longer leaves 15 decodes queued (issue 12).
+        """
+        failed = threading.Event()  # set by the first failure, in its thread: queued siblings skip at once
+
+        def job(data: bytes) -> np.ndarray:
+            if failed.is_set():
+                raise InvalidImage("skipped: another image of the request failed")
+            try:
+                return self._preprocess(data, crops)
+            except BaseException:
+                failed.set()
+                raise
+
+        jobs = [self._executor.submit(job, d) for d in images]
+        try:
+            parts = await asyncio.gather(*map(asyncio.wrap_future, jobs))
+        except BaseException:
+            failed.set()
+            running = [job for job in jobs if not job.cancel()]
+            await asyncio.gather(*map(asyncio.wrap_future, running), return_exceptions=True)
+            raise
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     async def probabilities(

@@ -96,7 +96,8 @@ def open_serving(settings: Settings) -> Serving:
     ])
     classifier = Classifier(
         scheduler, [(label.wnid, label.name) for label in repository.labels],
-        max_pixels=settings.max_image_pixels, max_aspect=settings.max_aspect_ratio, threads=settings.preprocess_threads or settings.cpu_count,
+        max_pixels=settings.max_image_pixels, max_aspect=settings.max_aspect_ratio,
+        threads=settings.preprocess_threads or settings.cpu_count,
     )
     log.info(
         "serving %d models from %s on %s (%s), max_batch_size=%d, max_queue_rows=%d, instances=%d%s",

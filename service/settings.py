@@ -80,7 +80,7 @@ class Settings(BaseSettings):
         50_000_000, ge=1, description="Largest decoded image (width x height), checked before decoding."
     )
     max_aspect_ratio: float = Field(
-        32.0, ge=1, description="Longest side over shortest side an image may have (422 past it), checked on the header."
+        32.0, ge=1, description="Longest over shortest side an image may have (422 past it), checked on the header."
     )
     max_images_per_request: int = Field(16, ge=1, description="Images in one multipart request.")
     request_timeout_ms: float = Field(

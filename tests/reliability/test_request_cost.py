@@ -13,10 +13,11 @@ import pytest
 from PIL import Image
 
 from tests.conftest import make_image, peak_rss, service_process
-from tests.reliability.conftest import assert_json_error
+from tests.reliability.conftest import assert_json_error, metric
 
 MB = 2**20
 PNG = {"content-type": "image/png"}
+THREADS, REPEATS = 2, 4  # decode threads of the service below; failing requests sent
 
 
 def png(width: int, height: int) -> bytes:
@@ -29,7 +30,8 @@ def png(width: int, height: int) -> bytes:
 def service(tiny_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     log = tmp_path_factory.mktemp("cost") / "service.log"
     # A loose aspect limit, so the strips below reach the crop code the limit otherwise guards.
-    with service_process(tiny_repo, "--max-aspect-ratio", "400", "--request-timeout-ms", "60000", log=log) as (url, proc):
+    flags = ("--max-aspect-ratio", "400", "--request-timeout-ms", "60000", "--preprocess-threads", str(THREADS))
+    with service_process(tiny_repo, *flags, log=log) as (url, proc):
         yield url, proc.pid
 
 
@@ -50,3 +52,26 @@ def test_past_the_aspect_limit_the_answer_is_a_clear_422(service: tuple[str, int
     answer = httpx.post(f"{url}/v1/classify", params={"crops": 10}, content=png(1, 20_000), headers=PNG, timeout=30)
     assert_json_error(answer, 422, "invalid_image")
     assert "aspect ratio" in answer.json()["error"] and "400:1" in answer.json()["error"]
+
+
+def _decoded(url: str) -> float:
+    return metric(url, "googlenet_preprocess_duration_seconds_count")
+
+
+def test_a_failed_decode_drops_the_decodes_of_the_same_request(service: tuple[str, int]) -> None:
+    url, _ = service
+    photos = [make_image(1200, 900, seed=i) for i in range(15)]
+    files = [("image", ("0.jpg", b"garbage", "image/jpeg"))] + [("image", (f"{i}.jpg", p, "image/jpeg"))
+                                                                  for i, p in enumerate(photos, 1)]
+    with httpx.Client(base_url=url, timeout=60) as client:
+        before = _decoded(url)
+        for _ in range(REPEATS):
+            assert_json_error(client.post("/v1/classify", files=files), 422, "invalid_image")
+        # An ordinary request queues behind whatever the pool still holds, so once it is answered any
+        # backlog of the failed requests has run (and been counted).
+        ordinary = client.post("/v1/classify", content=make_image(), headers={"content-type": "image/jpeg"})
+        assert ordinary.status_code == 200
+    backlog = _decoded(url) - before - 1
+    # Per failed request only photos a thread had already taken when the garbage failed (a thread
+    # switch may let one more start); before the fix all 15 of each were decoded.
+    assert backlog <= REPEATS * THREADS, f"{backlog:.0f} photos of failed requests were decoded anyway"
