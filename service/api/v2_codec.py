@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,7 @@ DTYPES: dict[str, np.dtype] = {
 MAX_DIMS = 8
 _LENGTH = struct.Struct("<I")  # a BYTES element: 4-byte little-endian length, then the bytes
 Parameters = dict[str, str | int | float | bool]
+InputCheck = Callable[[str, str, tuple[int, ...]], None]  # (name, datatype, shape); raises BadRequest
 
 
 @dataclass(frozen=True)
@@ -212,9 +214,10 @@ def _outputs(raw: object) -> list[RequestedOutput] | None:
     return outputs
 
 
-def parse_request(body: bytes, header_length: str | None) -> InferenceRequest:
+def parse_request(body: bytes, header_length: str | None, *, check: InputCheck | None = None) -> InferenceRequest:
     """Parse a JSON inference request, with binary tensor data after the JSON when
-    `header_length` (the Inference-Header-Content-Length header) is given."""
+    `header_length` (the Inference-Header-Content-Length header) is given. `check` sees each
+    input's name, datatype and shape before any of its data is built."""
     split = _header_length(header_length, len(body))
     try:
         doc = json.loads(body[:split])
@@ -236,6 +239,8 @@ def parse_request(body: bytes, header_length: str | None) -> InferenceRequest:
         if not isinstance(datatype, str) or datatype not in DTYPES:
             raise BadRequest(f"input {name!r}: datatype must be one of {', '.join(DTYPES)}, got {datatype!r}")
         shape = check_shape(raw.get("shape"), name)
+        if check is not None:
+            check(name, datatype, shape)
         size = _parameters(raw.get("parameters"), f"input {name!r}").get("binary_data_size")
         if size is None:
             if "data" not in raw:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from service.api.v2_catalog import TENSOR_SUFFIX, V2Model
-from service.api.v2_codec import InferenceRequest, RequestedOutput, Tensor
+from service.api.v2_codec import InferenceRequest, InputCheck, RequestedOutput, Tensor
 from service.classifier import Classifier
 from service.contract import INPUT_NAME, OUTPUT_NAME
 from service.crops import CROP_COUNTS
@@ -44,27 +44,34 @@ def _int_parameter(params: dict[str, Any], key: str, default: int | None) -> int
     return value
 
 
+def input_check(model: V2Model, max_images: int) -> InputCheck:
+    """The check of one declared input (name, datatype, shape, batch size) against `model`: the
+    codec runs it on each input's header before building its data, so a 4 MB body of a million
+    elements for a model that takes 16 is refused before a million objects exist (issue 12)."""
+
+    def check(name: str, datatype: str, shape: tuple[int, ...]) -> None:
+        if name != INPUT_NAME:
+            raise BadRequest(f"unknown input {name!r}: model {model.name!r} has one input, {INPUT_NAME!r}")
+        if datatype != model.datatype:
+            hint = f"; for uint8 crops use model {model.name}{TENSOR_SUFFIX}" if model.encoded else ""
+            raise BadRequest(f"input {INPUT_NAME!r} of model {model.name!r} is {model.datatype}, got {datatype}{hint}")
+        if not (shape[1:] == model.item_shape or (model.encoded and len(shape) == 1)):
+            expected = ", ".join(map(str, model.item_shape))
+            raise BadRequest(
+                f"input {INPUT_NAME!r} of model {model.name!r} has shape [-1, {expected}], got {list(shape)}"
+            )
+        if not 1 <= shape[0] <= max_images:
+            raise BadRequest(f"the batch dimension must be between 1 and {max_images}, got {shape[0]}")
+
+    return check
+
+
 def _image(parsed: InferenceRequest, model: V2Model, max_images: int) -> Tensor:
     """The one input, checked against the model: name, datatype, shape, batch size."""
-    names = [t.name for t in parsed.inputs]
-    if names != [INPUT_NAME]:
-        unknown = [n for n in names if n != INPUT_NAME]
-        what = f"unknown input {unknown[0]!r}" if unknown else "more than one input"
-        raise BadRequest(f"{what}: model {model.name!r} has one input, {INPUT_NAME!r}")
+    if len(parsed.inputs) != 1:
+        raise BadRequest(f"more than one input: model {model.name!r} has one input, {INPUT_NAME!r}")
     tensor = parsed.inputs[0]
-    if tensor.datatype != model.datatype:
-        hint = f"; for uint8 crops use model {model.name}{TENSOR_SUFFIX}" if model.encoded else ""
-        raise BadRequest(
-            f"input {INPUT_NAME!r} of model {model.name!r} is {model.datatype}, got {tensor.datatype}{hint}"
-        )
-    shape = tensor.shape
-    if not (shape[1:] == model.item_shape or (model.encoded and len(shape) == 1)):
-        expected = ", ".join(map(str, model.item_shape))
-        raise BadRequest(
-            f"input {INPUT_NAME!r} of model {model.name!r} has shape [-1, {expected}], got {list(shape)}"
-        )
-    if not 1 <= shape[0] <= max_images:
-        raise BadRequest(f"the batch dimension must be between 1 and {max_images}, got {shape[0]}")
+    input_check(model, max_images)(tensor.name, tensor.datatype, tensor.shape)
     return tensor
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 from pathlib import Path
 
 import httpx
@@ -29,9 +30,12 @@ def assert_json_error(response: httpx.Response, status: int, code: str, *, priva
     assert response.headers.get("x-request-id"), "every answer carries its request id"
 
 
-def raw_exchange(url: str, head: bytes, chunks: list[bytes] = (), *, timeout_s: float = 15) -> bytes:
+def raw_exchange(
+    url: str, head: bytes, chunks: list[bytes] = (), *, timeout_s: float = 15, sent: threading.Event | None = None
+) -> bytes:
     """Send a request by hand (headers, then body pieces, never finishing a chunked body on purpose)
-    and return what the server answered before closing or going quiet for `timeout_s`."""
+    and return what the server answered before closing or going quiet for `timeout_s`; `sent` is
+    set once everything is written."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
         sock.sendall(head)
@@ -40,6 +44,8 @@ def raw_exchange(url: str, head: bytes, chunks: list[bytes] = (), *, timeout_s: 
                 sock.sendall(chunk)
             except OSError:  # the server answered and closed while we were still sending: fine
                 break
+        if sent is not None:
+            sent.set()
         answer = b""
         try:
             while b"\r\n\r\n" not in answer or not _complete(answer):

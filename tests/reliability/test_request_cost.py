@@ -4,16 +4,20 @@ to serve, each against the real `python -m service`, measured by what they attac
 
 from __future__ import annotations
 
+import gzip
 import io
+import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
 from tests.conftest import make_image, peak_rss, service_process
-from tests.reliability.conftest import assert_json_error, metric
+from tests.reliability.conftest import assert_json_error, metric, raw_exchange, status_and_json
 
 MB = 2**20
 PNG = {"content-type": "image/png"}
@@ -75,3 +79,54 @@ def test_a_failed_decode_drops_the_decodes_of_the_same_request(service: tuple[st
     # Per failed request only photos a thread had already taken when the garbage failed (a thread
     # switch may let one more start); before the fix all 15 of each were decoded.
     assert backlog <= REPEATS * THREADS, f"{backlog:.0f} photos of failed requests were decoded anyway"
+
+
+def _probes_after_upload(url: str, path: str, body: bytes, **headers: str) -> tuple[int, dict, int]:
+    """POST `body` by hand, then probe /healthz until the answer comes: (its status, its JSON, probes
+    answered after the upload). A handler that hogs the event loop starves them while it runs."""
+    sent, answered = threading.Event(), [0]
+    head = "".join(f"{k.replace('_', '-')}: {v}\r\n" for k, v in headers.items())
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n{head}\r\n".encode()
+    result: list[bytes] = []
+    sender = threading.Thread(target=lambda: result.append(raw_exchange(url, head, [body], timeout_s=60, sent=sent)))
+    with httpx.Client(base_url=url, timeout=30) as client:
+        client.get("/healthz")  # connected before the upload starts
+        sender.start()
+        sent.wait(60)
+        while sender.is_alive():
+            answered[0] += client.get("/healthz").status_code == 200
+    sender.join()
+    status, doc = status_and_json(result[0])
+    return status, doc, answered[0]
+
+
+def test_v2_parsing_leaves_the_event_loop_to_the_probes(service: tuple[str, int]) -> None:
+    url, _ = service
+    # 16 crops as JSON numbers, gzipped: 2.4 million values (a second of parsing here) in a 10 kB upload.
+    crops = np.zeros((16, 224, 224, 3), dtype=np.uint8).tolist()
+    # An unknown output is refused only after the body is parsed, so no inference follows the parse.
+    doc = {"inputs": [{"name": "image", "datatype": "UINT8", "shape": [16, 224, 224, 3], "data": crops}],
+           "outputs": [{"name": "no_such_output"}]}
+    body = gzip.compress(json.dumps(doc).encode())
+    status, answer, probes = _probes_after_upload(url, "/v2/models/tiny-tensor/infer", body,
+                                                  content_type="application/json", content_encoding="gzip")
+    assert status == 400 and "unknown output" in answer["error"], answer
+    # Parsed on the event loop, no probe gets through after the upload until the answer; parsed in a
+    # thread, the loop keeps answering them.
+    assert probes >= 20, f"only {probes} /healthz probes were answered while the v2 body was parsed"
+
+
+def test_a_v2_batch_over_the_limit_is_refused_before_its_data_is_built(service: tuple[str, int]) -> None:
+    url, pid = service
+    # 2.5M two-byte BYTES elements in 15 MB for a model that takes 16 images: refused on the declared
+    # shape, where building them first made 2.5M objects (~100 MB) only to count them.
+    count = 2_500_000
+    header = json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [count, 1],
+                                     "parameters": {"binary_data_size": 6 * count}}]}).encode()
+    body = header + b"\x02\x00\x00\x00ab" * count
+    before = peak_rss(pid)
+    answer = httpx.post(f"{url}/v2/models/tiny/infer", content=body,
+                        headers={"Inference-Header-Content-Length": str(len(header))}, timeout=60)
+    assert_json_error(answer, 400, "bad_request")
+    assert "batch dimension must be between 1 and 16" in answer.json()["error"]
+    assert peak_rss(pid) - before < 64 * MB  # no million-object array was ever built
