@@ -3,19 +3,23 @@ answered with its id; an error ends only its own request."""
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
+from PIL import Image
 from prometheus_client import REGISTRY
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
 from service.api.grpc_stream import ROUTE
 from tests.conftest import LiveServer, free_port, make_image, serve
+from tests.tiny_models import write_repository
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +128,20 @@ def test_a_client_that_leaves_drops_its_queued_rows(
     assert answer.error_message == "" and answer.infer_response.id == "next"
     assert _sample("googlenet_evaluated_rows_total", model="tiny-0") - evaluated == 1
     assert live.on_loop(lambda: batcher.queued_rows) == 0
+
+
+def test_a_failed_batch_fails_only_its_own_request_on_the_stream(tmp_path: Path) -> None:
+    # The poisoned model fails any batch holding a 255; batches of one row keep the requests apart.
+    repo = write_repository(tmp_path / "poisoned", members=1, poison=True)
+    white = io.BytesIO()
+    Image.fromarray(np.full((64, 64, 3), 255, np.uint8)).save(white, format="PNG")
+    before = _requests("500", "1x1")
+    with serve(repo, max_batch_size=1, instances=1, grpc_port=free_port()) as live:
+        with grpc.insecure_channel(live.grpc_target) as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            stream = [_request("fine"), _request("poisoned", image=white.getvalue())]
+            answers = {a.infer_response.id: a for a in stub.ModelStreamInfer(iter(stream), timeout=60)}
+    fine, poisoned = answers["fine"], answers["poisoned"]
+    assert poisoned.error_message.startswith("inference failed on model tiny-0")
+    assert fine.error_message == "" and fine.infer_response.outputs[0].shape == [1, 1000]
+    assert _requests("500", "1x1") - before == 1
