@@ -1,0 +1,65 @@
+"""service/errors.py: the domain errors, each with its HTTP status and machine code."""
+
+from __future__ import annotations
+
+import pytest
+
+from service import errors
+from service.errors import Overloaded, ServiceError
+
+EXPECTED = {
+    "ServiceError": (500, "internal"),
+    "BadRequest": (400, "bad_request"),
+    "Unauthorized": (401, "unauthorized"),
+    "NotFound": (404, "not_found"),
+    "PayloadTooLarge": (413, "too_large"),
+    "UnsupportedMediaType": (415, "unsupported_media_type"),
+    "InvalidImage": (422, "invalid_image"),
+    "ImageTooLarge": (422, "image_too_large"),
+    "InferenceFailed": (500, "inference_failed"),
+    "Overloaded": (503, "overloaded"),
+    "NotReady": (503, "not_ready"),
+    "DeadlineExceeded": (504, "deadline_exceeded"),
+}
+
+
+def _defined() -> dict[str, type[ServiceError]]:
+    return {
+        name: value for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, ServiceError)
+    }
+
+
+def test_every_error_is_listed_here() -> None:
+    # A new error without a pinned status and code would reach clients unchecked.
+    assert set(_defined()) == set(EXPECTED)
+
+
+@pytest.mark.parametrize(("name", "pinned"), EXPECTED.items())
+def test_status_and_code(name: str, pinned: tuple[int, str]) -> None:
+    cls = _defined()[name]
+    exc = cls("what went wrong")
+    assert (exc.status, exc.code) == pinned
+    assert exc.message == str(exc) == "what went wrong"
+    assert isinstance(exc, Exception)
+
+
+def test_codes_are_unique() -> None:
+    codes = [code for _, code in EXPECTED.values()]
+    assert len(codes) == len(set(codes))
+
+
+def test_headers_default_to_empty_and_are_not_shared() -> None:
+    first, second = errors.BadRequest("a"), errors.BadRequest("b")
+    first.headers["X-Test"] = "1"
+    assert second.headers == {}
+
+
+def test_headers_are_kept() -> None:
+    exc = errors.NotReady("loading", headers={"Retry-After": "1"})
+    assert exc.headers == {"Retry-After": "1"}
+
+
+def test_overloaded_says_when_to_retry() -> None:
+    assert Overloaded("full").headers == {"Retry-After": "1"}
+    assert Overloaded("full", retry_after_s=7).headers == {"Retry-After": "7"}
