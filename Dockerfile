@@ -1,5 +1,6 @@
-# syntax=docker/dockerfile:1
 # GoogLeNet inference service image: no torch in what serves (docs/deployment.md).
+# No `# syntax=` line: the engine's built-in BuildKit frontend has every feature used here, and
+# naming a frontend image would make the build pull it from a registry.
 #
 #   docker build -t googlenet-serving:gpu .                                    # serve; mount /models
 #   docker build --build-arg VARIANT=cpu -t googlenet-serving:cpu .            # CPU-only variant

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.conftest import ROOT
+
+if TYPE_CHECKING:
+    from tests.deploy.engine import Engine
 
 CACHE = Path.home() / ".cache" / "googlenet-serving"
 
@@ -88,3 +93,34 @@ def kubectl() -> str:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[Engine]:
+    """A running Docker engine (tests/deploy/engine.py); the one this session started is stopped after."""
+    from tests.deploy.engine import start_engine  # engine.py imports this module's apt helper
+
+    engine = start_engine()
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
+@pytest.fixture(scope="session")
+def cpu_image(docker_engine: Engine, repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The `serve` target, VARIANT=cpu, on the local Debian base; tagged as Compose names it."""
+    from tests.deploy.engine import base_image, build
+
+    base = base_image(docker_engine, tmp_path_factory.mktemp("base"))
+    return build(
+        docker_engine,
+        repo_root,
+        "googlenet-serving:cpu",
+        "--target",
+        "serve",
+        "--build-arg",
+        "VARIANT=cpu",
+        "--build-arg",
+        f"PYTHON_IMAGE={base}",
+    )
