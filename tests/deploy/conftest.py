@@ -108,19 +108,26 @@ def docker_engine() -> Iterator[Engine]:
 
 
 @pytest.fixture(scope="session")
-def cpu_image(docker_engine: Engine, repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The `serve` target, VARIANT=cpu, on the local Debian base; tagged as Compose names it."""
-    from tests.deploy.engine import base_image, build
+def base_image(docker_engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The local Debian base every build here starts from (no registry is reachable)."""
+    from tests.deploy.engine import make_base_image
 
-    base = base_image(docker_engine, tmp_path_factory.mktemp("base"))
-    return build(
+    return make_base_image(docker_engine, tmp_path_factory.mktemp("base"))
+
+
+@pytest.fixture(scope="session")
+def cpu_image(docker_engine: Engine, base_image: str, repo_root: Path) -> str:
+    """The `serve` target, VARIANT=cpu, on the local base; tagged as Compose names it, so reruns reuse it."""
+    from tests.deploy.engine import build
+
+    build(
         docker_engine,
         repo_root,
-        "googlenet-serving:cpu",
         "--target",
         "serve",
         "--build-arg",
         "VARIANT=cpu",
-        "--build-arg",
-        f"PYTHON_IMAGE={base}",
+        "-t",
+        "googlenet-serving:cpu",
     )
+    return "googlenet-serving:cpu"

@@ -44,7 +44,9 @@ class Engine:
             [DOCKER, *args], env=self.env, cwd=cwd, capture_output=True, text=True, timeout=timeout
         )
         if check and done.returncode != 0:
-            pytest.fail(f"docker {' '.join(args)} -> {done.returncode}\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
+            pytest.fail(
+                f"docker {' '.join(args)} -> {done.returncode}\n{done.stdout[-2000:]}{done.stderr[-3000:]}"
+            )
         return done
 
     def answers(self) -> bool:
@@ -122,11 +124,12 @@ def apt_mirror() -> str:
     raise AssertionError("no Debian mirror in the apt sources")
 
 
-def base_image(engine: Engine, workdir: Path) -> str:
+def make_base_image(engine: Engine, workdir: Path) -> str:
     """Debian's Python 3.11 with pip and venv, imported as BASE_IMAGE once and reused after."""
     if engine("image", "inspect", BASE_IMAGE, check=False).returncode == 0:
         return BASE_IMAGE
     rootfs = workdir / "rootfs"
+    shutil.rmtree(rootfs, ignore_errors=True)  # a half-made one from an interrupted run
     done = subprocess.run(
         [
             "debootstrap",
@@ -141,8 +144,10 @@ def base_image(engine: Engine, workdir: Path) -> str:
         timeout=900,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    (rootfs / "usr/bin/python").symlink_to("python3")
-    (rootfs / "usr/bin/pip").symlink_to("pip3")
+    for name, target in (("python", "python3"), ("pip", "pip3")):  # the names the Dockerfile runs
+        link = rootfs / "usr/bin" / name
+        if not link.exists():
+            link.symlink_to(target)
     # the host's CA bundle: pip in the build trusts what the host's pip trusts (e.g. a TLS proxy)
     shutil.copy("/etc/ssl/certs/ca-certificates.crt", rootfs / "etc/ssl/certs/ca-certificates.crt")
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
@@ -169,7 +174,16 @@ def base_image(engine: Engine, workdir: Path) -> str:
     return BASE_IMAGE
 
 
-def build(engine: Engine, root: Path, tag: str, *args: str, timeout: float = 1200) -> str:
+def build(engine: Engine, root: Path, *args: str, timeout: float = 1200) -> None:
     """`docker build` of the project with BuildKit on the host's network; its cache makes reruns quick."""
-    engine("build", "--network", "host", *args, "-t", tag, ".", cwd=root, timeout=timeout)
-    return tag
+    engine(
+        "build",
+        "--network",
+        "host",
+        "--build-arg",
+        f"PYTHON_IMAGE={BASE_IMAGE}",
+        *args,
+        ".",
+        cwd=root,
+        timeout=timeout,
+    )
