@@ -291,6 +291,7 @@ def test_repository_target_writes_a_repository_the_image_serves(
     docker_engine: Engine, cpu_image: str, repo_root: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "model_repository"
+    out.mkdir()  # as docs/deployment.md says: a folder BuildKit makes itself is private to root (0700)
     build(
         docker_engine,
         repo_root,
@@ -303,7 +304,50 @@ def test_repository_target_writes_a_repository_the_image_serves(
     )
     assert json.loads((out / "ensemble.json").read_text())["members"] == ["googlenet-0", "googlenet-1"]
     assert len((out / "labels.tsv").read_text().splitlines()) == 1000
-    chmod_readable(out)
     with container(docker_engine, cpu_image, out) as box:
         answer = classify(box.url, models=2)
         assert answer.status_code == 200 and answer.json()["members"] == ["googlenet-0", "googlenet-1"]
+
+
+GPU_DISK = 25 * 2**30  # the GPU image (CUDA and cuDNN wheels, ~N GB) plus its build cache, with room to spare
+CUDA_CHECK = """
+import json, pathlib, subprocess, onnxruntime as ort, pynvml
+lib = pathlib.Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
+ldd = subprocess.run(["ldd", str(lib)], capture_output=True, text=True, check=True).stdout
+print(json.dumps({
+    "providers": ort.get_available_providers(),
+    "missing": sorted(line.split()[0] for line in ldd.splitlines() if "not found" in line),
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def gpu_image(docker_engine: Engine, base_image: str, repo_root: Path) -> str:
+    root = docker_engine("info", "--format", "{{.DockerRootDir}}").stdout.strip()
+    free = shutil.disk_usage(root).free
+    if free < GPU_DISK:
+        pytest.skip(f"{free / 2**30:.0f} GiB free where the engine keeps images: the GPU image needs ~25")
+    build(
+        docker_engine,
+        repo_root,
+        "--target",
+        "serve",
+        "--build-arg",
+        "VARIANT=gpu",
+        "-t",
+        "googlenet-serving:gpu",
+    )
+    return "googlenet-serving:gpu"
+
+
+def test_gpu_variant_has_its_cuda_libraries_and_serves_on_cpu_without_a_gpu(
+    docker_engine: Engine, gpu_image: str, models: Path
+) -> None:
+    """No GPU here: the CUDA provider must find every library but the driver's, which the host brings."""
+    done = docker_engine("run", "--rm", "--network", "none", gpu_image, "python", "-c", CUDA_CHECK)
+    found = json.loads(done.stdout)
+    assert "CUDAExecutionProvider" in found["providers"]
+    assert set(found["missing"]) <= {"libcuda.so.1"}, found["missing"]
+    with container(docker_engine, gpu_image, models) as box:  # providers=auto falls back to the CPU
+        assert classify(box.url).status_code == 200
+        assert 'provider="cpu"' in httpx.get(f"{box.url}/metrics", timeout=10).text
