@@ -63,6 +63,10 @@ class Engine:
         except subprocess.TimeoutExpired:
             self.started.kill()
             self.started.wait(10)
+        # dockerd leaves its default network namespace mounted under the exec root: release it too
+        for line in Path("/proc/mounts").read_text().splitlines():
+            if line.split()[1].startswith(f"{RUN}/"):
+                subprocess.run(["umount", line.split()[1]], check=False, capture_output=True, timeout=30)
 
 
 def start_engine() -> Engine:

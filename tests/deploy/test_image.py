@@ -285,7 +285,7 @@ def test_compose_cpu_profile_serves(
 
 @pytest.mark.skipif(
     not os.environ.get(REPOSITORY_TARGET),
-    reason=f"the repository target installs torch (~N min): past CI's 20 min; {REPOSITORY_TARGET}=1 runs it",
+    reason=f"the repository target installs torch (2-4 min fresh): CI would near its 20 min; {REPOSITORY_TARGET}=1 runs it",
 )
 def test_repository_target_writes_a_repository_the_image_serves(
     docker_engine: Engine, cpu_image: str, repo_root: Path, tmp_path: Path
@@ -309,7 +309,7 @@ def test_repository_target_writes_a_repository_the_image_serves(
         assert answer.status_code == 200 and answer.json()["members"] == ["googlenet-0", "googlenet-1"]
 
 
-GPU_DISK = 25 * 2**30  # the GPU image (CUDA and cuDNN wheels, ~N GB) plus its build cache, with room to spare
+GPU_DISK = 25 * 2**30  # the GPU image (CUDA and cuDNN wheels, 3 GB) plus its build cache, with room to spare
 CUDA_CHECK = """
 import json, pathlib, subprocess, onnxruntime as ort, pynvml
 lib = pathlib.Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
