@@ -1,6 +1,7 @@
-"""The serving image built and run for real on a Docker engine (tests/deploy/engine.py): the `serve` target,
-VARIANT=cpu, on a local Debian base. Every container runs on the host's network (no bridge is ever made)
-with the service on 127.0.0.1 only, and is removed by its id at the end."""
+"""The image built and run for real on a Docker engine (tests/deploy/engine.py), on a local Debian base:
+the `serve` target with VARIANT=cpu, through `docker run` and Compose; VARIANT=gpu built and checked; the
+`repository` target. Every container runs on the host's network (no bridge is ever made) with the service
+on 127.0.0.1 only, and is removed by its id at the end."""
 
 from __future__ import annotations
 
@@ -39,17 +40,13 @@ class Container:
     url: str
 
 
-def chmod_readable(root: Path) -> None:
-    """Readable by the image's uid 10001 (pytest's temporary folders are private to root)."""
-    for path in [root, *root.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-
-
 @pytest.fixture(scope="module")
 def models(tiny_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny repository, readable by the image's uid 10001 (pytest's temporary folders are root's only)."""
     root = tmp_path_factory.mktemp("mounted") / "models"
     shutil.copytree(tiny_repo, root)
-    chmod_readable(root)
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
     return root
 
 
@@ -285,7 +282,7 @@ def test_compose_cpu_profile_serves(
 
 @pytest.mark.skipif(
     not os.environ.get(REPOSITORY_TARGET),
-    reason=f"the repository target installs torch (2-4 min fresh): CI would near its 20 min; {REPOSITORY_TARGET}=1 runs it",
+    reason=f"installs torch (2.5-4.5 min fresh), which takes CI near 20 min: {REPOSITORY_TARGET}=1 runs it",
 )
 def test_repository_target_writes_a_repository_the_image_serves(
     docker_engine: Engine, cpu_image: str, repo_root: Path, tmp_path: Path
