@@ -160,7 +160,7 @@ def test_runs_as_uid_10001_without_torch(docker_engine: Engine, serving: Contain
     assert uids == ["10001"] * 4
     packages = json.loads(docker_engine("exec", serving.id, "pip", "list", "--format=json").stdout)
     names = {p["name"].lower() for p in packages}
-    assert "onnxruntime-gpu" in names and not {n for n in names if n.startswith("torch")}
+    assert "googlenet-serving" in names and not {n for n in names if n.startswith("torch")}
     assert inspect(docker_engine, cpu_image, "{{.Config.User}}") == "10001"
 
 
