@@ -40,13 +40,9 @@ class Engine:
     def __call__(
         self, *args: str, timeout: float = 120, check: bool = True, cwd: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [DOCKER, *args], env=self.env, cwd=cwd, capture_output=True, text=True, timeout=timeout
-        )
+        done = subprocess.run([DOCKER, *args], env=self.env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
         if check and done.returncode != 0:
-            pytest.fail(
-                f"docker {' '.join(args)} -> {done.returncode}\n{done.stdout[-2000:]}{done.stderr[-3000:]}"
-            )
+            pytest.fail(f"docker {' '.join(args)} -> {done.returncode}\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
         return done
 
     def answers(self) -> bool:

@@ -114,9 +114,7 @@ def classify(url: str, **params: object) -> httpx.Response:
     )
 
 
-def test_serves_v1_v2_and_metrics_from_a_read_only_repository(
-    docker_engine: Engine, serving: Container
-) -> None:
+def test_serves_v1_v2_and_metrics_from_a_read_only_repository(docker_engine: Engine, serving: Container) -> None:
     mounts = json.loads(inspect(docker_engine, serving.id, "{{json .Mounts}}"))
     assert [(m["Destination"], m["RW"]) for m in mounts] == [("/models", False)]
 
