@@ -127,7 +127,6 @@ def cpu_image(docker_engine: Engine, base_image: str, repo_root: Path) -> str:
         "serve",
         "--build-arg",
         "VARIANT=cpu",
-        "-t",
-        "googlenet-serving:cpu",
+        tag="googlenet-serving:cpu",
     )
     return "googlenet-serving:cpu"

@@ -83,6 +83,8 @@ def start_engine() -> Engine:
         if done.returncode != 0:
             unavailable(f"apt-get install docker.io debootstrap failed: {done.stderr.strip()[-200:]}")
     RUN.mkdir(parents=True, exist_ok=True)
+    # the build cache is bounded: BuildKit drops its least recently used records past this size
+    (RUN / "daemon.json").write_text('{"builder": {"gc": {"enabled": true, "defaultKeepStorage": "20GB"}}}')
     log = (RUN / "dockerd.log").open("ab")
     proc = subprocess.Popen(
         [
@@ -91,6 +93,7 @@ def start_engine() -> Engine:
             f"--data-root={STATE}",
             f"--exec-root={RUN}/exec",
             f"--pidfile={RUN}/dockerd.pid",
+            f"--config-file={RUN}/daemon.json",
             # no docker0 bridge, no NAT rules: containers run with --network host only
             "--bridge=none",
             "--iptables=false",
@@ -174,16 +177,22 @@ def make_base_image(engine: Engine, workdir: Path) -> str:
     return BASE_IMAGE
 
 
-def build(engine: Engine, root: Path, *args: str, timeout: float = 1200) -> None:
-    """`docker build` of the project with BuildKit on the host's network; its cache makes reruns quick."""
+def build(engine: Engine, root: Path, *args: str, tag: str | None = None, timeout: float = 1200) -> None:
+    """`docker build` of the project with BuildKit on the host's network; its cache makes reruns quick.
+    A rebuild under `tag` removes the image it replaces, by id, so changes do not pile up images."""
+    old = engine("image", "inspect", "--format", "{{.Id}}", tag, check=False).stdout.strip() if tag else ""
+    tagged = ["--tag", tag] if tag else []
     engine(
         "build",
         "--network",
         "host",
         "--build-arg",
         f"PYTHON_IMAGE={BASE_IMAGE}",
+        *tagged,
         *args,
         ".",
         cwd=root,
         timeout=timeout,
     )
+    if old and old != engine("image", "inspect", "--format", "{{.Id}}", tag).stdout.strip():
+        engine("image", "rm", old, check=False)  # refused (and kept) while a container still uses it

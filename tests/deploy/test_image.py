@@ -329,8 +329,7 @@ def gpu_image(docker_engine: Engine, base_image: str, repo_root: Path) -> str:
         "serve",
         "--build-arg",
         "VARIANT=gpu",
-        "-t",
-        "googlenet-serving:gpu",
+        tag="googlenet-serving:gpu",
     )
     return "googlenet-serving:gpu"
 
