@@ -1,8 +1,10 @@
-# syntax=docker/dockerfile:1
 # GoogLeNet inference service image: no torch in what serves (docs/deployment.md).
+# No `# syntax=` line: the engine's built-in BuildKit frontend has every feature used here, and
+# naming a frontend image would make the build pull it from a registry.
 #
 #   docker build -t googlenet-serving:gpu .                                    # serve; mount /models
 #   docker build --build-arg VARIANT=cpu -t googlenet-serving:cpu .            # CPU-only variant
+#   mkdir -p model_repository   # first: a folder the build makes itself is private to root (0700)
 #   docker build --target repository --output type=local,dest=model_repository .   # write a model repository
 #   docker build --target serve-with-models -t googlenet-serving:gpu-with-models .  # repository baked in
 #
@@ -23,9 +25,10 @@ RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 # The model repository, made where torch is allowed. With no options model_export writes the 7
 # seeded random-init members flagged untrained; pass EXPORT_ARGS (e.g. "--members 3 --precision fp32") to change that.
 FROM ${PYTHON_IMAGE} AS models
-ARG EXPORT_ARGS=""
 COPY --from=wheel /wheels /wheels
 RUN pip install --no-cache-dir "$(ls /wheels/googlenet_serving-*.whl)[export]"
+# Declared after the torch install: other EXPORT_ARGS reuse that layer (an ARG is part of later RUNs' cache key).
+ARG EXPORT_ARGS=""
 # EXPORT_ARGS is a list of options: word splitting is wanted here.
 # hadolint ignore=SC2086
 RUN python -m model_export build-repository --output /models ${EXPORT_ARGS}

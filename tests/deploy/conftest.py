@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.conftest import ROOT
+
+if TYPE_CHECKING:
+    from tests.deploy.engine import Engine
 
 CACHE = Path.home() / ".cache" / "googlenet-serving"
 
@@ -88,3 +93,40 @@ def kubectl() -> str:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[Engine]:
+    """A running Docker engine (tests/deploy/engine.py); the one this session started is stopped after."""
+    from tests.deploy.engine import start_engine  # engine.py imports this module's apt helper
+
+    engine = start_engine()
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The local Debian base every build here starts from (no registry is reachable)."""
+    from tests.deploy.engine import make_base_image
+
+    return make_base_image(docker_engine, tmp_path_factory.mktemp("base"))
+
+
+@pytest.fixture(scope="session")
+def cpu_image(docker_engine: Engine, base_image: str, repo_root: Path) -> str:
+    """The `serve` target, VARIANT=cpu, on the local base; tagged as Compose names it, so reruns reuse it."""
+    from tests.deploy.engine import build
+
+    build(
+        docker_engine,
+        repo_root,
+        "--target",
+        "serve",
+        "--build-arg",
+        "VARIANT=cpu",
+        tag="googlenet-serving:cpu",
+    )
+    return "googlenet-serving:cpu"

@@ -1,5 +1,6 @@
-"""docker-compose.yml checked by `docker-compose config` (Compose v1 from Debian; no Docker engine runs
-here) and by what it must wire: the service, a GPU reservation, Prometheus and Grafana, model volume."""
+"""docker-compose.yml checked by `docker-compose config` (Compose v1 from Debian) and by what it must wire:
+the service, a GPU reservation, Prometheus and Grafana, model volume. The `cpu` profile's service also
+runs for real (test_image.py); Prometheus and Grafana cannot, their images come from a registry."""
 
 from __future__ import annotations
 

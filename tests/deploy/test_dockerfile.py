@@ -67,3 +67,9 @@ def test_serving_stages(repo_root: Path) -> None:
     assert "python -m model_export build-repository --output /models" in models
     baked = all_stages["serve-with-models"]
     assert ("COPY", "--from=models --chown=10001:10001 /models /models") in baked
+
+
+def test_no_frontend_image_is_named(repo_root: Path) -> None:
+    # a `# syntax=` directive makes BuildKit pull that frontend from a registry: offline builds fail
+    lines = (repo_root / "Dockerfile").read_text().splitlines()
+    assert not [line for line in lines if line.replace(" ", "").lower().startswith("#syntax=")]
