@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,16 @@ RUN = {
     "workers": 0,
 }
 EPOCHS = 12
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    # Torch's intra-op threads spin-wait for each other: with another job on one of the 2 cores the
+    # short training run took 5x longer (62 s -> 310 s) than on one thread, past the test timeout.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)
@@ -101,6 +112,7 @@ def _build_cli(*args: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},  # one torch thread, as in-process (_one_torch_thread)
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
