@@ -23,6 +23,10 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
+def _shown_command(command: str) -> str:
+    return " ".join(_shown(word) if word.startswith("/") else word for word in command.split())
+
+
 def _shown(path: str) -> str:
     """A path as the reader's checkout sees it: relative to the repository, never this machine's."""
     p = Path(path)
@@ -144,7 +148,7 @@ def render(report: dict[str, Any], plots: dict[str, str], notes: str) -> str:
         f"- Machine: {m['cpu']}, {m['cores']} cores ({m['simd']}), {m['memory_gib']} GiB, {m['os']}",
         f"- Software: Python {m['python']}, ONNX Runtime {m['onnxruntime']}; commit {m['commit']}",
         f"- Date: {m['date']}; the run took {report['duration_s'] / 60:.1f} min",
-        "- Command: `" + " ".join(_shown(w) if w.startswith("/") else w for w in report["command"].split()) + "`",
+        f"- Command: `{_shown_command(report['command'])}`",
         (f"- Model: repository `{repo['name']}`, {repo['members']} members"
         f"{'' if repo['trained'] else ' (random-init weights: speed is the same, answers are noise)'}"),
         f"- Images: {report['images']['count']} from `{_shown(report['images']['source'])}`",
@@ -229,8 +233,8 @@ def _trimmed(report: dict[str, Any]) -> dict[str, Any]:
     """The report without per-second timelines and CDF steps: the plots carry those."""
     def trim(value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: _shown(v) if k == "source" else trim(v) for k, v in value.items()
-                    if k not in PER_SECOND}
+            shown = {"source": _shown, "command": _shown_command}
+            return {k: shown[k](v) if k in shown else trim(v) for k, v in value.items() if k not in PER_SECOND}
         if isinstance(value, list):
             return [trim(v) for v in value]
         return value

@@ -47,8 +47,10 @@ def cdf(histogram: HdrHistogram, points: int = 200) -> list[tuple[float, float]]
         return []
     steps = [(v.value_iterated_to / 1000, v.total_count_to_this_value / total)
              for v in histogram.get_recorded_iterator()]
-    stride = max(1, len(steps) // points)
-    return steps[::stride] + ([steps[-1]] if (len(steps) - 1) % stride else [])
+    if len(steps) <= points:
+        return steps
+    picked = {round(i * (len(steps) - 1) / (points - 1)) for i in range(points)}  # first and last included
+    return [steps[i] for i in sorted(picked)]
 
 
 @dataclass

@@ -200,11 +200,6 @@ def test_write_saves_the_report_without_per_second_series(written: tuple[Path, P
         assert run["throughput_rps"] > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_trimmed shows only `source` values as the checkout sees them: the command line (sys.argv) "
-    "keeps its absolute paths in results.json, which the markdown shows relative",
-)
 def test_write_saves_no_machine_paths(written: tuple[Path, Path]) -> None:
     assert str(REPO_ROOT.parent) not in (written[1] / "results.json").read_text()
 

@@ -60,11 +60,6 @@ def test_the_cdf_rises_to_one_at_the_slowest_answer() -> None:
     assert len(xs) < len(list(histogram.get_recorded_iterator()))  # thinned out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cdf promises at most `points` steps but strides by len // points, then appends the last "
-    "step: 2,633 recorded values with points=50 give 52",
-)
 def test_the_cdf_has_at_most_the_asked_points() -> None:
     assert len(cdf(_spread(), points=50)) <= 50
 
