@@ -201,3 +201,16 @@ def peak_rss(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError("no VmHWM in /proc status")
+
+
+def classify_count(url: str) -> tuple[float, float]:
+    """(classify requests answered, requests in flight minus this scrape) from the service's own metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    answered = inflight = 0.0
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "googlenet_requests_total" and s.labels["route"] == "/v1/classify":
+                answered += s.value
+            elif s.name == "googlenet_inflight_requests":
+                inflight = s.value - 1
+    return answered, inflight

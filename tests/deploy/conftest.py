@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from dockerfile_parse import DockerfileParser
 
 from tests.conftest import ROOT
 
@@ -130,3 +131,15 @@ def cpu_image(docker_engine: Engine, base_image: str, repo_root: Path) -> str:
         tag="googlenet-serving:cpu",
     )
     return "googlenet-serving:cpu"
+
+
+def stages(dockerfile: Path) -> dict[str, list[tuple[str, str]]]:
+    """Stage name -> its (instruction, value) list, in order."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for item in DockerfileParser(str(dockerfile)).structure:
+        if item["instruction"] == "FROM":
+            current = out.setdefault(item["value"].split(" AS ")[-1].strip(), [])
+        if item["instruction"] != "COMMENT":
+            current.append((item["instruction"], item["value"]))
+    return out

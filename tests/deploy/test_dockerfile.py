@@ -11,19 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from dockerfile_parse import DockerfileParser
 
-
-def stages(dockerfile: Path) -> dict[str, list[tuple[str, str]]]:
-    """Stage name -> its (instruction, value) list, in order."""
-    out: dict[str, list[tuple[str, str]]] = {}
-    current: list[tuple[str, str]] = []
-    for item in DockerfileParser(str(dockerfile)).structure:
-        if item["instruction"] == "FROM":
-            current = out.setdefault(item["value"].split(" AS ")[-1].strip(), [])
-        if item["instruction"] != "COMMENT":
-            current.append((item["instruction"], item["value"]))
-    return out
+from tests.deploy.conftest import stages
 
 
 def test_hadolint_passes(repo_root: Path) -> None:

@@ -21,9 +21,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import free_port, make_image
+from tests.conftest import classify_count, free_port, make_image
 from tests.deploy.engine import BASE_IMAGE, DOCKER, Engine, build
-from tests.service.test_lifecycle import classify_count
 
 # Building the image on a fresh machine (engine, base image, pip) can take minutes: one bound for all.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]

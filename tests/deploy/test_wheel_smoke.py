@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import make_image, wait_ready
-from tests.deploy.test_dockerfile import stages
+from tests.deploy.conftest import stages
 
 
 def image_env(runtime: list[tuple[str, str]]) -> dict[str, str]:

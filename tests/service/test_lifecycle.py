@@ -16,10 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from prometheus_client.parser import text_string_to_metric_families
 
 from service.lifecycle import GracefulServer
-from tests.conftest import ROOT, free_port, make_image, wait_ready
+from tests.conftest import ROOT, classify_count, free_port, make_image, wait_ready
 
 DELAY_S, GRACE_S = 3.0, 30.0
 LOAD = 6  # concurrent 144-crop x 3-model requests: 432 batches of 2 rows each, one at a time
@@ -69,19 +68,6 @@ def service(tiny_repo: Path, tmp_path: Path) -> Iterator[Process]:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-
-
-def classify_count(url: str) -> tuple[float, float]:
-    """(classify requests answered, requests in flight minus this scrape) from the service's own metrics."""
-    text = httpx.get(f"{url}/metrics", timeout=5).text
-    answered = inflight = 0.0
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == "googlenet_requests_total" and s.labels["route"] == "/v1/classify":
-                answered += s.value
-            elif s.name == "googlenet_inflight_requests":
-                inflight = s.value - 1
-    return answered, inflight
 
 
 def test_sigterm_under_load_answers_every_accepted_request_then_exits_zero(service: Process) -> None:
