@@ -15,8 +15,8 @@ from starlette.exceptions import HTTPException
 from service import metrics
 from service.api.body import BodyTimeout
 from service.errors import (
-    BadRequest, DeadlineExceeded, ImageTooLarge, InvalidImage, Overloaded, PayloadTooLarge, ServiceError,
-    Unauthorized, UnsupportedMediaType,
+    BadRequest, DeadlineExceeded, ImageTooLarge, InvalidImage, Overloaded, PayloadTooLarge,
+    ServiceError, TooCostly, Unauthorized, UnsupportedMediaType,
 )
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 _REASONS = {
     BadRequest: "bad_input", InvalidImage: "bad_input", UnsupportedMediaType: "bad_input",
     PayloadTooLarge: "too_large", ImageTooLarge: "too_large", Overloaded: "queue_full",
-    DeadlineExceeded: "deadline", BodyTimeout: "deadline", Unauthorized: "unauthorized",
+    DeadlineExceeded: "deadline", BodyTimeout: "deadline", Unauthorized: "unauthorized", TooCostly: "infeasible",
 }
 
 

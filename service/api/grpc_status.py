@@ -7,7 +7,7 @@ import grpc
 
 from service.errors import (
     BadRequest, DeadlineExceeded, ImageTooLarge, InvalidImage, NotFound, NotReady, Overloaded,
-    PayloadTooLarge, ServiceError, Unauthorized, UnsupportedMediaType,
+    PayloadTooLarge, ServiceError, TooCostly, Unauthorized, UnsupportedMediaType,
 )
 
 # The service's errors as Triton's gRPC codes (docs/protocol-v2.md, "gRPC errors"); the HTTP status
@@ -23,6 +23,7 @@ STATUS_CODES: dict[type[ServiceError], grpc.StatusCode] = {
     Overloaded: grpc.StatusCode.UNAVAILABLE,
     NotReady: grpc.StatusCode.UNAVAILABLE,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    TooCostly: grpc.StatusCode.DEADLINE_EXCEEDED,  # the deadline can never be met: refused before any work
 }
 _BY_STATUS = {408: grpc.StatusCode.DEADLINE_EXCEEDED, 499: grpc.StatusCode.CANCELLED}
 

@@ -83,9 +83,9 @@ def test_models_health_and_openapi(server: LiveServer) -> None:
         models = client.get("/v1/models").json()
         assert [m["name"] for m in models["members"]] == ["tiny-0", "tiny-1", "tiny-2"]
         assert models["provider"] == "cpu" and len(models["members"][0]["sha256"]) == 64
-        # unset limits resolve to the CPU defaults (README, Configuration): 32 queued rows per core
+        # unset limits resolve to the CPU defaults (README, Configuration): the wait bound and the memory cap
         assert models["batching"] == {"max_batch_size": 8, "max_queue_delay_ms": 2.0,
-                                      "max_queue_rows": 32 * server.settings.cpu_count, "instances": 2}
+                                      "max_queue_wait_ms": 8000.0, "max_queue_rows": 4096, "instances": 2}
         assert "/v1/classify" in client.get("/openapi.json").json()["paths"]
 
 
@@ -103,7 +103,7 @@ BAD_REQUESTS = [
     ({}, JPEG, "truncated", 422, "invalid_image"),
     ({}, JPEG, "huge", 422, "image_too_large"),
     ({}, JPEG, "over-limit", 413, "too_large"),
-    ({"deadline_ms": 0.001}, JPEG, None, 504, "deadline_exceeded"),
+    ({"deadline_ms": 0.001}, JPEG, None, 422, "deadline_infeasible"),  # never feasible: refused at once
 ]
 
 
