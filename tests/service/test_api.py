@@ -180,3 +180,19 @@ def test_real_jpegs_are_classified(server: LiveServer) -> None:
     with server.client() as client:
         for path in sample_jpegs()[:5]:
             assert classify(client, path.read_bytes(), crops=10).status_code == 200
+
+
+def test_crops_auto_and_ensemble_auto_say_what_they_chose(server: LiveServer) -> None:
+    with server.client() as client:
+        # an idle device and the default deadline: the top of the ladder, every member at 144 crops
+        best = classify(client, make_image(), crops="auto", ensemble="auto").json()
+        assert best["auto"] is True and best["crops"] == 144 and len(best["members"]) == 3
+        assert best["evaluations"] == 432
+        held = classify(client, make_image(), crops="auto", ensemble="false").json()
+        assert held["crops"] == 144 and held["members"] == ["tiny-0"]  # the fixed dimension is kept
+        fixed = classify(client, make_image(), crops=10).json()
+        assert fixed["auto"] is False and fixed["evaluations"] == 10
+        assert classify(client, make_image(), crops="most").status_code == 400
+        text = client.get("/metrics").text
+    assert 'googlenet_auto_choices_total{mode="144x3"}' in text
+    assert 'googlenet_requests_total{mode="144x3",route="/v1/classify",status="200"}' in text
