@@ -3,7 +3,7 @@
 It owns the run slots (CPU: one per core) and the one dispatch loop that fills them: when a slot
 is free it asks the fair cut which member holds the least-served request, waits out that queue's
 batch window, takes the batch and runs it off the event loop. A batch alone on the device, with
-nothing else waiting, takes every slot and runs on the member's wide session (intra-op threads =
+nothing else waiting or decoding, takes every slot and runs on the member's wide session (intra-op threads =
 cores; design.md 5: ~28 ms instead of ~50 ms for one image on 2 cores). If the loop itself
 crashes, every queued request and every later one fails at once instead of hanging.
 """
@@ -36,6 +36,8 @@ class Member(Protocol):
     def jobs(self) -> Sequence[fair_cut.Waiting]: ...
     @property
     def queued_rows(self) -> int: ...
+    @property
+    def reserved_rows(self) -> int: ...
     @property
     def oldest(self) -> float: ...
     def take(self, now: float) -> list: ...
@@ -116,7 +118,10 @@ class DeviceExecutor:
                 self._free.release()
                 continue
             held = 1
-            if member.can_run_wide and self._in_flight == 0 and not any(m.queued_rows for m in self._members):
+            # Wide only when nothing else is queued or still decoding: those rows would wait for it.
+            if member.can_run_wide and self._in_flight == 0 and not any(
+                m.queued_rows or m.reserved_rows for m in self._members
+            ):
                 while held < self.slots and not self._free.locked():  # every slot is free: no waiting
                     await self._free.acquire()
                     held += 1
