@@ -86,5 +86,8 @@ def server_stats(before: Snapshot, after: Snapshot) -> dict[str, object]:
         "queue_wait_ms": {"mean": ms(_mean(d, "googlenet_queue_wait_seconds")),
                           "p50": ms(quantile(wait, 0.5)), "p99": ms(quantile(wait, 0.99))},
         "inference_ms_per_batch": ms(_mean(d, "googlenet_inference_duration_seconds")),
+        # admission's estimate against what happened (actual / estimated completion), per request
+        "estimate_ratio": {q: quantile(d.buckets("googlenet_completion_estimate_ratio"), v)
+                           for q, v in (("p50", 0.5), ("p90", 0.9))},
         "preprocess_ms_per_image": ms(_mean(d, "googlenet_preprocess_duration_seconds")),
     }

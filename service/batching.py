@@ -1,7 +1,10 @@
-"""Dynamic batcher for one model: a bounded queue counted in rows, batches cut from it fairly.
+"""One member's queue: admitted requests' rows, room reserved for rows still decoding, and the run
+of a batch the device executor cut from it.
 
 It knows nothing of images or ONNX: it is handed `run_batch(rows) -> outputs` (Ray Serve and
-BentoML take a callable the same way) and runs it in its own threads, off the event loop.
+BentoML take a callable the same way), and optionally `run_wide` for a batch alone on the device.
+Which batch runs when is the executor's (service/executor.py) and the fair cut's
+(service/fair_cut.py); whether a request may come in at all is admission's (service/admission.py).
 """
 
 from __future__ import annotations
@@ -10,14 +13,17 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from service import metrics
+from service import fair_cut, metrics
+from service.admission import CostModel
 from service.errors import DeadlineExceeded, InferenceFailed, NotReady, Overloaded
+from service.executor import DeviceExecutor
 
 log = logging.getLogger(__name__)
 RunBatch = Callable[[np.ndarray], np.ndarray]
@@ -60,25 +66,23 @@ class _Slice:
 
 
 class Batcher:
-    """Batches rows of many requests into calls of `run_batch`, at most `concurrency` at a time.
+    """The queue of one member, served by a device executor with other members' queues.
 
     Timing contract:
-    - A batch opens when a row waits and one of the `concurrency` slots is free. It closes when
+    - A batch opens when a row waits and a run slot of the device is free. It closes when
       `max_batch_size` rows wait, or when the oldest waiting row has waited `max_delay_s`.
-    - Rows are taken least-served request first, so a request larger than a batch is split into
-      chunks interleaved with the others: a 1-row request never waits behind a 1008-row one.
-      Below capacity a large request gets whatever the small ones leave; in overload the small
-      ones win and the queue bound and deadlines shed the rest (503/504), never a silent wait.
-    - Admission is all or nothing: a request whose rows do not fit in `max_queue_rows` gets
-      `Overloaded` at once and nothing of it is queued. Room can be reserved before the rows
-      exist (`reserve`, while images decode), so the bound covers every admitted request's wait.
-      A request larger than the whole bound (144 crops x 7 images) is admitted into an empty
-      queue only: it runs when the model is idle and is the first shed under load.
+    - Rows are taken least-served request first, across members (service/fair_cut.py), so a
+      request larger than a batch is split into chunks interleaved with the others.
+    - `max_queue_rows` is a memory cap, all or nothing: a request whose rows do not fit gets
+      `Overloaded` at once and nothing of it is queued; a larger request is admitted into an empty
+      queue only. Room can be reserved before the rows exist (`reserve`, while images decode).
+      The primary bound is time, decided before this (service/admission.py).
     Every future is resolved on every path: with the outputs; `InferenceFailed` if its batch
-    raised (only that batch's requests fail); `DeadlineExceeded` if its deadline passed before
-    its rows ran (they are then never evaluated); `NotReady` when the batcher stops. A cancelled
-    future (client gone) is dropped before its rows cost an evaluation. `drain` waits for reserved
-    rows too: a request admitted before shutdown began is answered.
+    raised (only that batch's requests fail) or the dispatch loop crashed (every request fails
+    at once); `DeadlineExceeded` if its deadline passed before its rows ran (they are then never
+    evaluated); `NotReady` when the batcher stops. A cancelled future (client gone) is dropped
+    before its rows cost an evaluation. `drain` waits for reserved rows too.
+    Without an `executor` the batcher gets a device of its own with `concurrency` slots.
     """
 
     def __init__(
@@ -90,6 +94,9 @@ class Batcher:
         max_delay_s: float,
         max_queue_rows: int,
         concurrency: int = 1,
+        executor: DeviceExecutor | None = None,
+        run_wide: RunBatch | None = None,
+        cost: CostModel | None = None,
     ) -> None:
         if max_batch_size < 1 or max_queue_rows < 1 or concurrency < 1 or max_delay_s < 0:
             raise ValueError("max_batch_size, max_queue_rows and concurrency must be >= 1, max_delay_s >= 0")
@@ -97,18 +104,22 @@ class Batcher:
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
         self.max_queue_rows = max_queue_rows
-        self._run_batch = run_batch
+        self.executor = executor or DeviceExecutor(concurrency, name=name)
+        self.can_run_wide = run_wide is not None
+        self.cost = cost
+        self.running: set[asyncio.Task[None]] = set()
+        self.accepting = False
+        self._run_batch, self._run_wide = run_batch, run_wide
         self._jobs: list[_Job] = []
+        self._sent: set[_Job] = set()  # every row in batches, not all back yet
         self._queued_rows = 0  # rows waiting for a batch
-        self._reserved_rows = 0  # room held for rows still being prepared
-        self._slots = asyncio.Semaphore(concurrency)
-        self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix=f"batch-{name}")
-        self._arrived = asyncio.Event()
+        self._reservations: Counter[int] = Counter()  # room held for rows still being prepared, per request
         self._changed = asyncio.Event()  # a batch was cut or finished: lets drain() wait without polling
-        self._running: set[asyncio.Task[None]] = set()
-        self._loop_task: asyncio.Task[None] | None = None
-        self._accepting = False
         self._queue_gauge = metrics.QUEUE_ROWS.labels(name)
+
+    @property
+    def jobs(self) -> list[_Job]:
+        return self._jobs
 
     @property
     def queued_rows(self) -> int:
@@ -116,18 +127,29 @@ class Batcher:
 
     @property
     def reserved_rows(self) -> int:
-        return self._reserved_rows
+        return sum(rows * n for rows, n in self._reservations.items())
 
     @property
-    def _held(self) -> int:  # what the bound counts: rows queued and room reserved
-        return self._queued_rows + self._reserved_rows
+    def oldest(self) -> float:
+        return self._jobs[0].enqueued
+
+    @property
+    def _held(self) -> int:  # what the memory cap counts: rows queued and room reserved
+        return self._queued_rows + self.reserved_rows
+
+    def backlog(self) -> Iterator[int]:
+        """Rows each admitted request still has to run here (reserved, queued or in a batch)."""
+        for rows, n in self._reservations.items():
+            yield from itertools.repeat(rows, n)
+        for job in (*self._jobs, *self._sent):
+            yield len(job.rows) - job.done
 
     def fits(self, rows: int) -> bool:
         return self._held == 0 or self._held + rows <= self.max_queue_rows
 
     def start(self) -> None:
-        self._accepting = True
-        self._loop_task = asyncio.get_running_loop().create_task(self._dispatch(), name=f"batcher-{self.name}")
+        self.accepting = True
+        self.executor.attach(self)
 
     def reserve(self, rows: int) -> None:
         """Hold room for `rows` not yet prepared; `submit(..., reserved=True)` or `release` ends the hold.
@@ -135,14 +157,19 @@ class Batcher:
         Raises `NotReady` or `Overloaded` as `submit` would, so a request is refused before it costs work.
         """
         self._admit(rows)
-        self._reserved_rows += rows
+        self._reservations[rows] += 1
         self._show_queue()
 
     def release(self, rows: int) -> None:
         """Give back reserved room whose rows will never come (a bad image, a client gone)."""
-        self._reserved_rows -= rows
+        self._unreserve(rows)
         self._show_queue()
         self._changed.set()
+
+    def _unreserve(self, rows: int) -> None:
+        self._reservations[rows] -= 1
+        if self._reservations[rows] <= 0:
+            del self._reservations[rows]
 
     def submit(
         self, rows: np.ndarray, *, deadline: float | None = None, reserved: bool = False
@@ -154,83 +181,57 @@ class Batcher:
         if len(rows) == 0:
             raise ValueError("no rows to run")
         if reserved:
-            if self._loop_task is None or self._loop_task.done():  # stopped: nothing would ever run them
+            if self.executor.error is not None:
+                raise self.executor.error
+            if not self.executor.serves(self):  # stopped: nothing would ever run them
                 raise NotReady(f"model {self.name} stopped before the request ran")
-            self._reserved_rows -= len(rows)
+            self._unreserve(len(rows))
         else:
             self._admit(len(rows))
         loop = asyncio.get_running_loop()
         job = _Job(rows, loop.create_future(), deadline, loop.time())
         self._jobs.append(job)
         self._set_queued(self._queued_rows + len(rows))
-        self._arrived.set()
+        self.executor.notify()
         self._changed.set()
         return job.future
 
     def _admit(self, rows: int) -> None:
-        if not self._accepting:
+        if self.executor.error is not None:
+            raise self.executor.error
+        if not self.accepting:
             raise NotReady(f"model {self.name} is not accepting requests")
         if not self.fits(rows):
             raise Overloaded(f"model {self.name} has {self._held} rows queued; the limit is {self.max_queue_rows}")
 
-    async def _dispatch(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._wait_for_rows()
-            await self._slots.acquire()
-            # The window starts at the oldest waiting row, not at this slot's release.
-            while self._accepting and self._queued_rows < self.max_batch_size and self._jobs:
-                remaining = self._jobs[0].enqueued + self.max_delay_s - loop.time()
-                if remaining <= 0:
-                    break
-                self._arrived.clear()
-                try:
-                    await asyncio.wait_for(self._arrived.wait(), remaining)
-                except TimeoutError:
-                    break
-            batch = self._take(loop.time())
-            self._changed.set()
-            if not batch:
-                self._slots.release()
-                continue
-            task = loop.create_task(self._run(batch))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
-
-    async def _wait_for_rows(self) -> None:
-        while not self._jobs:
-            self._arrived.clear()
-            await self._arrived.wait()
-
-    def _take(self, now: float) -> list[_Slice]:
+    def take(self, now: float) -> list[_Slice]:
         """Cut the next batch: drop gone and expired jobs, then serve the least-served first."""
         for job in [j for j in self._jobs if j.future.done() or (j.deadline is not None and now >= j.deadline)]:
             self._drop(job)
             if not job.future.done():
                 job.future.set_exception(DeadlineExceeded("the request's deadline passed while it was queued"))
-        batch, space = [], self.max_batch_size
-        for job in sorted(self._jobs, key=lambda j: (j.sent, j.seq)):
-            if space == 0:
-                break
-            n = min(job.waiting, space)
+        batch = []
+        for job, n in fair_cut.cut(self._jobs, self.max_batch_size):
             batch.append(_Slice(job, job.sent, job.sent + n))
             metrics.QUEUE_WAIT.labels(self.name).observe(now - job.enqueued)
             if job.sent == 0:
                 job.first_sent = now
             job.sent += n
-            space -= n
             if job.waiting == 0:
                 self._jobs.remove(job)
-        self._set_queued(self._queued_rows - (self.max_batch_size - space))
+                self._sent.add(job)
+        self._set_queued(self._queued_rows - sum(s.stop - s.start for s in batch))
+        self._changed.set()
         return batch
 
-    async def _run(self, batch: list[_Slice]) -> None:
+    async def run(self, batch: list[_Slice], pool: ThreadPoolExecutor, *, wide: bool = False) -> None:
+        """Run one batch in a slot of the device's pool and scatter its outputs to their requests."""
         loop = asyncio.get_running_loop()
         try:
             parts = [s.job.rows[s.start : s.stop] for s in batch]
             rows = sum(len(p) for p in parts)
             started = time.perf_counter()
-            out = await loop.run_in_executor(self._executor, self._call, parts)
+            out = await loop.run_in_executor(pool, self._call, parts, wide)
             if len(out) != rows:
                 raise RuntimeError(f"run_batch returned {len(out)} outputs for {rows} rows")
         except asyncio.CancelledError:  # stopped: no caller may hang
@@ -244,9 +245,11 @@ class Batcher:
                 self._fail(s.job, InferenceFailed(f"inference failed on model {self.name}: {type(exc).__name__}"))
             return
         finally:
-            self._slots.release()
             self._changed.set()
-        metrics.INFERENCE_DURATION.labels(self.name).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        if self.cost is not None and not wide:  # the estimate is of one slot's cost per row
+            self.cost.observe(self.name, rows, elapsed)
+        metrics.INFERENCE_DURATION.labels(self.name).observe(elapsed)
         metrics.BATCHES.labels(self.name, "ok").inc()
         metrics.BATCH_ROWS.labels(self.name).observe(rows)
         metrics.BATCH_FILL.labels(self.name).observe(rows / self.max_batch_size)
@@ -257,26 +260,36 @@ class Batcher:
             self._deliver(s, out[offset : offset + n], now)
             offset += n
 
-    def _call(self, parts: list[np.ndarray]) -> np.ndarray:
-        # In the batch thread: copying a large batch together would stall the event loop.
-        return self._run_batch(parts[0] if len(parts) == 1 else np.concatenate(parts))
+    def _call(self, parts: list[np.ndarray], wide: bool) -> np.ndarray:
+        # In the slot's thread: copying a large batch together would stall the event loop.
+        rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return (self._run_wide if wide and self._run_wide else self._run_batch)(rows)
 
     def _deliver(self, s: _Slice, out: np.ndarray, now: float) -> None:
         job = s.job
         if job.future.done():
+            self._sent.discard(job)
             return
         if job.out is None:
             job.out = np.empty((len(job.rows), *out.shape[1:]), dtype=out.dtype)
         job.out[s.start : s.stop] = out
         job.done += s.stop - s.start
         if job.done == len(job.rows):
+            self._sent.discard(job)
             job.future.set_result(Result(job.out, job.first_sent - job.enqueued, now - job.first_sent))
 
     def _fail(self, job: _Job, exc: Exception) -> None:
+        self._sent.discard(job)
         if job in self._jobs:
             self._drop(job)
         if not job.future.done():
             job.future.set_exception(exc)
+
+    def fail_all(self, exc: Exception) -> None:
+        """Fail every queued request now (the executor's loop crashed: nothing would run them)."""
+        for job in list(self._jobs):
+            self._fail(job, exc)
+        self._changed.set()
 
     def _drop(self, job: _Job) -> None:
         self._jobs.remove(job)
@@ -291,26 +304,20 @@ class Batcher:
 
     async def drain(self) -> None:
         """Stop admitting, then wait until every admitted row has run (graceful shutdown)."""
-        self._accepting = False
-        self._arrived.set()  # no more rows can come: close the open window now
+        self.accepting = False
+        self.executor.notify()  # no more rows can come: close the open window now
         while True:
             self._changed.clear()
-            if not (self._jobs or self._running or self._reserved_rows):
+            if not (self._jobs or self.running or self._reservations):
                 return
-            if self._running:
-                await asyncio.wait(set(self._running))
+            if self.running:
+                await asyncio.wait(set(self.running))
             else:
                 await self._changed.wait()
 
     async def stop(self) -> None:
         """Stop now: fail whatever is still queued or running with `NotReady`."""
-        self._accepting = False
-        if self._loop_task:
-            self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
-        for task in list(self._running):
-            task.cancel()
-        await asyncio.gather(*self._running, return_exceptions=True)
+        self.accepting = False
+        await self.executor.detach(self)
         for job in list(self._jobs):
             self._fail(job, NotReady(f"model {self.name} stopped before the request ran"))
-        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,7 +1,7 @@
 """Classifier: encoded images -> top-k answers, the request path of design.md 2 minus HTTP.
 
-Queue room is reserved first, then decoding and cropping run in a thread pool; rows go through
-the scheduler to every member; probabilities are averaged over crops, then members, then ranked.
+Admission (by estimated time, then queue room) comes first, then decoding and cropping run in a
+thread pool; rows go through the scheduler to every member; probabilities are averaged over crops, then members, then ranked.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service import metrics
-from service.errors import DeadlineExceeded, InvalidImage
+from service import ladder, metrics
+from service.errors import DeadlineExceeded, InvalidImage, ServiceError
 from service.postprocess import Prediction, average, top_k
 from service.preprocess import preprocess
 from service.scheduling import Scheduler
@@ -57,6 +57,25 @@ class Classifier:
         """The first `count` members (the paper's ensemble order); BadRequest outside 1..all."""
         return self.scheduler.members(count)
 
+    def choose(
+        self, images: int, *, crops: int | None, models: int | None, deadline: float | None
+    ) -> tuple[int, list[str]]:
+        """crops=auto / ensemble=auto (None): the most accurate Table 3 rung whose estimated
+        completion fits the deadline and the queue-wait bound now (service/ladder.py)."""
+        rungs = ladder.ladder(crops=crops, models=models, members=len(self.names))
+        now = asyncio.get_running_loop().time()
+
+        def fits(mode: ladder.Mode) -> bool:
+            try:
+                self.scheduler.check(images * mode.crops, self.members(mode.models), deadline=deadline, now=now)
+            except ServiceError:
+                return False
+            return True
+
+        mode = ladder.choose(rungs, fits)
+        metrics.AUTO_CHOICES.labels(mode.label).inc()
+        return mode.crops, self.members(mode.models)
+
     def _preprocess(self, data: bytes, crops: int) -> np.ndarray:
         started = time.perf_counter()
         rows = preprocess(data, crops, max_pixels=self.max_pixels, max_aspect=self.max_aspect)
@@ -97,11 +116,11 @@ class Classifier:
         """Encoded images (decoded and cropped here) or ready rows [images, 224, 224, 3] on `members`:
         mean over each image's crops, then over members.
 
-        Queue room is taken before decoding: past capacity the request is refused (503) before it
-        costs any work, and the queue bound covers the time spent waiting for a decode thread.
+        Admission comes before decoding: past capacity the request is refused (503), and one that
+        could never meet its deadline (422), before it costs any work.
         """
         started = time.perf_counter()
-        with self.scheduler.admit(len(images) * crops, members) as admission:
+        with self.scheduler.admit(len(images) * crops, members, deadline=deadline) as admission:
             rows = images if isinstance(images, np.ndarray) else await self.prepare(images, crops)
             preprocess_s = time.perf_counter() - started
             if deadline is not None and asyncio.get_running_loop().time() >= deadline:

@@ -63,3 +63,9 @@ class NotReady(ServiceError):
 
 class DeadlineExceeded(ServiceError):
     status, code = 504, "deadline_exceeded"
+
+
+class TooCostly(ServiceError):
+    """The request's work could never finish within its deadline, even on an idle device (issue 12 item 3)."""
+
+    status, code = 422, "deadline_infeasible"

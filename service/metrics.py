@@ -23,7 +23,9 @@ INFLIGHT_REQUESTS = Gauge("googlenet_inflight_requests", "Requests being served 
 REJECTIONS = Counter(
     "googlenet_rejections", "Requests refused before inference, by reason.", ["reason"],
 )
-REJECTION_REASONS = ("queue_full", "deadline", "bad_input", "too_large", "client_gone", "unauthorized")
+REJECTION_REASONS = (
+    "queue_full", "deadline", "bad_input", "too_large", "client_gone", "unauthorized", "infeasible",
+)
 for _reason in REJECTION_REASONS:
     REJECTIONS.labels(_reason)
 
@@ -51,4 +53,29 @@ QUEUE_ROWS = Gauge(
 MODEL_INFO = Gauge(
     "googlenet_model_info", "Loaded models (value 1), with version, file hash, provider and precision.",
     ["model", "version", "sha256", "provider", "precision"],
+)
+
+# Admission by time (service/admission.py): the estimate next to what happened, for the dashboard.
+SECONDS_PER_ROW = Gauge(
+    "googlenet_row_cost_seconds", "Estimated run-slot seconds per row (crop) of each model (admission).", ["model"]
+)
+ESTIMATED_WAIT = Histogram(
+    "googlenet_estimated_wait_seconds", "Estimated wait of admitted requests (work ahead under the fair cut).",
+    buckets=_LATENCY_BUCKETS,
+)
+ESTIMATED_COMPLETION = Histogram(
+    "googlenet_estimated_completion_seconds", "Estimated admission-to-answer time of admitted requests.",
+    buckets=_LATENCY_BUCKETS,
+)
+ACTUAL_COMPLETION = Histogram(
+    "googlenet_completion_seconds", "Actual admission-to-answer time of admitted requests (compare the estimate).",
+    buckets=_LATENCY_BUCKETS,
+)
+ESTIMATE_RATIO = Histogram(
+    "googlenet_completion_estimate_ratio", "Actual over estimated completion time of each admitted request.",
+    buckets=(0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2, 3, 5),
+)
+AUTO_CHOICES = Counter(
+    "googlenet_auto_choices", "Configurations chosen by crops=auto / ensemble=auto, by mode (crops x models).",
+    ["mode"],
 )

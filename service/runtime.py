@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import queue
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -70,6 +71,7 @@ class OnnxModel:
         instances: int,
         max_batch_size: int,
         intra_op_threads: int | None = None,
+        wide_threads: int = 0,
         device_id: int = 0,
         cuda_graphs: bool = False,
     ) -> None:
@@ -84,12 +86,20 @@ class OnnxModel:
         for instance in self._instances:
             self._pool.put(instance)
         self.max_batch_size = max_batch_size
+        # A batch alone on a CPU device runs with every core (design.md 5: ~28 ms vs ~50 ms on 2).
+        self._wide = self._session(wide_threads, spin=False) if provider == "cpu" and wide_threads > 1 else None
 
-    def _session(self, intra_op_threads: int | None) -> ort.InferenceSession:
+    @property
+    def has_wide(self) -> bool:
+        return self._wide is not None
+
+    def _session(self, intra_op_threads: int | None, *, spin: bool = True) -> ort.InferenceSession:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = intra_op_threads or 1
         options.inter_op_num_threads = 1
+        if not spin:  # idle pool threads must not steal the cores the one-thread runs use
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         if self.provider == "cuda":
             # Measured on an H200: fp16 + prefer_nhwc + CUDA graphs 25.1k img/s vs 17.3k default
@@ -128,6 +138,12 @@ class OnnxModel:
         finally:
             self._pool.put(instance)
 
+    def run_wide(self, rows: np.ndarray) -> np.ndarray:
+        """`run` on the session with intra-op threads = cores: for a batch alone on the device."""
+        if self._wide is None:
+            return self.run(rows)
+        return self._wide.run([OUTPUT_NAME], {INPUT_NAME: rows})[0]
+
     def _run_on(self, instance: _Instance, rows: np.ndarray) -> np.ndarray:
         if self.provider == "cpu":
             return instance.session.run([OUTPUT_NAME], {INPUT_NAME: rows})[0]
@@ -163,3 +179,15 @@ class OnnxModel:
         for instance in self._instances:
             for size in self.buckets or sorted({1, self.max_batch_size}):
                 self._run_on(instance, np.zeros((size, *ITEM_SHAPE), np.uint8))
+        if self._wide is not None:
+            for size in sorted({1, self.max_batch_size}):
+                self.run_wide(np.zeros((size, *ITEM_SHAPE), np.uint8))
+
+    def seconds_per_row(self) -> float:
+        """One slot's measured cost per row at max_batch_size (after warm-up): admission's seed."""
+        rows, best = np.zeros((self.max_batch_size, *ITEM_SHAPE), np.uint8), float("inf")
+        for _ in range(3):  # the best of three: a busy host inflates single runs
+            started = time.perf_counter()
+            self.run(rows)
+            best = min(best, time.perf_counter() - started)
+        return best / len(rows)

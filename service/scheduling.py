@@ -1,25 +1,31 @@
-"""Scheduler: one batcher per ensemble member; a request's rows go to each member it asks for.
+"""Scheduler: a request's rows go to each member it asks for, all on one device executor.
 
-Admission is atomic across members: either every member's queue takes the rows, or none does.
-It happens before the images are decoded (`admit`), so past capacity a request is refused
-before it costs preprocessing, and no admitted request waits outside the queue's bound.
+Admission happens before the images are decoded (`admit`): first by time (service/admission.py:
+the request's estimated wait and completion under the fair cut), then all or none across the
+members' memory caps. Past capacity a request is refused before it costs preprocessing, and no
+admitted request waits outside the bound.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 
 import numpy as np
 
+from service import admission, metrics
+from service.admission import CostModel, Estimate
 from service.batching import Batcher, Result
 from service.errors import BadRequest, Overloaded
 
 
 class Scheduler:
-    def __init__(self, batchers: list[Batcher]) -> None:
+    def __init__(self, batchers: list[Batcher], *, cost: CostModel | None = None, max_wait_s: float = math.inf) -> None:
         if not batchers:
             raise ValueError("a scheduler needs at least one model")
         self.batchers = {b.name: b for b in batchers}  # ensemble order; the first is the primary
+        self.cost = cost  # None: admission by the memory caps only
+        self.max_wait_s = max_wait_s
 
     @property
     def names(self) -> list[str]:
@@ -31,21 +37,43 @@ class Scheduler:
             raise BadRequest(f"models must be between 1 and {len(self.batchers)}, got {count}")
         return self.names[:count]
 
-    def admit(self, rows: int, members: list[str]) -> Admission:
-        """Reserve room for `rows` in every member's queue, or raise `Overloaded` and reserve none."""
+    def estimate(self, rows: int, members: list[str]) -> Estimate:
+        """The request's estimated wait and service time, given everything admitted so far."""
+        first = self.batchers[members[0]]
+        backlog = [(b.name, left) for b in self.batchers.values() for left in b.backlog()]
+        return admission.estimate(
+            rows, members, backlog, self.cost or CostModel(), slots=first.executor.slots,
+            max_batch_size=first.max_batch_size,
+        )
+
+    def check(self, rows: int, members: list[str], *, deadline: float | None, now: float) -> Estimate | None:
+        """Raise what admission by time says (`TooCostly`, `Overloaded`), else the estimate."""
+        if self.cost is None:
+            return None
+        est = self.estimate(rows, members)
+        admission.decide(est, now=now, deadline=deadline, max_wait_s=self.max_wait_s)
+        return est
+
+    def admit(self, rows: int, members: list[str], *, deadline: float | None = None) -> Reservation:
+        """Admit by time, then reserve room for `rows` in every member's queue, or raise and reserve none."""
+        now = asyncio.get_running_loop().time()
+        est = self.check(rows, members, deadline=deadline, now=now)
         batchers = [self.batchers[m] for m in members]
         full = [b.name for b in batchers if not b.fits(rows)]
         if full:
             raise Overloaded(f"queue full for {', '.join(full)}; retry later")
-        admission = Admission(rows)
+        reservation = Reservation(rows, est, now)
         try:
             for b in batchers:
                 b.reserve(rows)
-                admission.batchers.append(b)
+                reservation.batchers.append(b)
         except BaseException:  # NotReady from one member (draining): give back the others' room
-            admission.release()
+            reservation.release()
             raise
-        return admission
+        if est is not None:
+            metrics.ESTIMATED_WAIT.observe(est.wait_s)
+            metrics.ESTIMATED_COMPLETION.observe(est.completion_s)
+        return reservation
 
     def start(self) -> None:
         for b in self.batchers.values():
@@ -58,12 +86,14 @@ class Scheduler:
         await asyncio.gather(*(b.stop() for b in self.batchers.values()))
 
 
-class Admission:
-    """Room held in some members' queues for one request's rows; a context manager that gives
-    back whatever was not used, on every path."""
+class Reservation:
+    """Room held in some members' queues for one admitted request's rows; a context manager that
+    gives back whatever was not used, on every path."""
 
-    def __init__(self, rows: int) -> None:
+    def __init__(self, rows: int, estimate: Estimate | None = None, admitted: float = 0.0) -> None:
         self.rows = rows
+        self.estimate = estimate
+        self.admitted = admitted  # loop.time() of admission
         self.batchers: list[Batcher] = []
 
     async def run(self, rows: np.ndarray, *, deadline: float | None) -> list[Result]:
@@ -75,17 +105,27 @@ class Admission:
             while self.batchers:  # a member that fails to take its rows keeps its room for release()
                 futures.append(self.batchers[0].submit(rows, deadline=deadline, reserved=True))
                 self.batchers.pop(0)
-            return list(await asyncio.gather(*futures))
+            results = list(await asyncio.gather(*futures))
         finally:
             for f in futures:  # one member failed or the client left: free the others' rows
                 f.cancel()
+        self._observe()
+        return results
+
+    def _observe(self) -> None:
+        if self.estimate is None:
+            return
+        actual = asyncio.get_running_loop().time() - self.admitted
+        metrics.ACTUAL_COMPLETION.observe(actual)
+        if self.estimate.completion_s > 0:
+            metrics.ESTIMATE_RATIO.observe(actual / self.estimate.completion_s)
 
     def release(self) -> None:
         for b in self.batchers:
             b.release(self.rows)
         self.batchers = []
 
-    def __enter__(self) -> Admission:
+    def __enter__(self) -> Reservation:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -11,8 +11,10 @@ import logging
 from dataclasses import dataclass
 
 from service import metrics
+from service.admission import CostModel
 from service.batching import Batcher
 from service.classifier import Classifier
+from service.executor import DeviceExecutor
 from service.repository import Repository, load_repository
 from service.runtime import OnnxModel, choose_provider
 from service.scheduling import Scheduler
@@ -29,22 +31,24 @@ class Plan:
     precision: str
     max_batch_size: int
     max_queue_rows: int
+    max_queue_wait_ms: float
     max_queue_delay_ms: float
-    instances: int
+    instances: int  # run slots of the device, shared by every member
 
     @classmethod
     def resolve(cls, settings: Settings, provider: str) -> Plan:
         cpu = provider == "cpu"
         # On CPU batching buys nothing: keep one small batch in flight per core (design.md 5).
         max_batch_size = settings.max_batch_size or (2 if cpu else 128)
-        # Shed load before latency grows: a CPU core drains ~20 rows/s, so 32 per core is ~1.6 s of
-        # work (docs/benchmarks.md, "Past capacity"); a GPU drains thousands.
-        default_rows = 32 * settings.cpu_count if cpu else 4096
+        # 16 concurrent 10-crop requests are 160 rows, ~4 s at ~40 rows/s on 2 cores: 8 s admits
+        # that burst with room for a shared machine (docs/benchmarks.md); a GPU drains thousands.
+        default_wait_ms = 8000.0 if cpu else 1000.0
         return cls(
             provider=provider,
             precision=settings.precision if settings.precision != "auto" else ("fp32" if cpu else "fp16"),
             max_batch_size=max_batch_size,
-            max_queue_rows=settings.max_queue_rows or max(default_rows, max_batch_size),
+            max_queue_rows=settings.max_queue_rows or max(4096, max_batch_size),
+            max_queue_wait_ms=settings.max_queue_wait_ms or default_wait_ms,
             max_queue_delay_ms=settings.max_queue_delay_ms,
             instances=settings.instances or (settings.cpu_count if cpu else 2),
         )
@@ -67,15 +71,16 @@ class Serving:
         return all(by_name[name].trained for name in members)
 
 
-def _open_models(settings: Settings, repository: Repository, plan: Plan) -> list[OnnxModel]:
+def _open_models(settings: Settings, repository: Repository, plan: Plan, cost: CostModel) -> list[OnnxModel]:
     models = []
     for entry in repository.members:
         model = OnnxModel(
             entry.path, provider=plan.provider, instances=plan.instances, max_batch_size=plan.max_batch_size,
             intra_op_threads=settings.intra_op_threads, device_id=settings.device_id,
-            cuda_graphs=settings.cuda_graphs,
+            cuda_graphs=settings.cuda_graphs, wide_threads=settings.cpu_count if plan.provider == "cpu" else 0,
         )
         model.warm_up()
+        cost.seed(entry.name, model.seconds_per_row())
         metrics.MODEL_INFO.labels(entry.name, str(entry.version), entry.sha256, plan.provider, entry.precision).set(1)
         models.append(model)
     return models
@@ -85,24 +90,30 @@ def open_serving(settings: Settings) -> Serving:
     """Load everything (blocking: run it off the event loop). The batchers start with `start`."""
     plan = Plan.resolve(settings, choose_provider(settings.providers))
     repository = load_repository(settings.model_repository, precision=plan.precision, limit=settings.models)
-    models = _open_models(settings, repository, plan)
-    scheduler = Scheduler([
-        Batcher(
-            model.run, name=entry.name, max_batch_size=plan.max_batch_size,
-            max_delay_s=plan.max_queue_delay_ms / 1000, max_queue_rows=plan.max_queue_rows,
-            concurrency=plan.instances,
-        )
-        for entry, model in zip(repository.members, models, strict=True)
-    ])
+    cost = CostModel()
+    models = _open_models(settings, repository, plan, cost)
+    device = DeviceExecutor(plan.instances, name=plan.provider)  # one compute budget for every member
+    scheduler = Scheduler(
+        [
+            Batcher(
+                model.run, name=entry.name, max_batch_size=plan.max_batch_size,
+                max_delay_s=plan.max_queue_delay_ms / 1000, max_queue_rows=plan.max_queue_rows,
+                executor=device, run_wide=model.run_wide if model.has_wide else None, cost=cost,
+            )
+            for entry, model in zip(repository.members, models, strict=True)
+        ],
+        cost=cost, max_wait_s=plan.max_queue_wait_ms / 1000,
+    )
     classifier = Classifier(
         scheduler, [(label.wnid, label.name) for label in repository.labels],
         max_pixels=settings.max_image_pixels, max_aspect=settings.max_aspect_ratio,
         threads=settings.preprocess_threads or settings.cpu_count,
     )
     log.info(
-        "serving %d models from %s on %s (%s), max_batch_size=%d, max_queue_rows=%d, instances=%d%s",
+        "serving %d models from %s on %s (%s), max_batch_size=%d, max_queue_wait_ms=%g, max_queue_rows=%d, "
+        "run slots=%d%s",
         len(models), settings.model_repository, plan.provider.upper(), plan.precision, plan.max_batch_size,
-        plan.max_queue_rows, plan.instances,
+        plan.max_queue_wait_ms, plan.max_queue_rows, plan.instances,
         "" if all(m.trained for m in repository.members) else " -- UNTRAINED random-init weights",
     )
     return Serving(settings, repository, plan, classifier)

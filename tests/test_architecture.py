@@ -44,9 +44,10 @@ LAYERS = [
     {"api"},
     {"serving"},
     {"classifier"},
-    {"scheduling"},
+    {"scheduling", "ladder"},
     {"batching", "runtime", "preprocess", "postprocess", "repository", "gpu"},
-    {"crops", "settings", "metrics", "logs"},
+    {"executor", "admission"},
+    {"fair_cut", "crops", "settings", "metrics", "logs"},
     {"contract", "errors"},
 ]
 RANK = {name: rank for rank, layer in enumerate(LAYERS) for name in layer}

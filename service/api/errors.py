@@ -22,6 +22,7 @@ from service.errors import (
     Overloaded,
     PayloadTooLarge,
     ServiceError,
+    TooCostly,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 _REASONS = {
     BadRequest: "bad_input", InvalidImage: "bad_input", UnsupportedMediaType: "bad_input",
     PayloadTooLarge: "too_large", ImageTooLarge: "too_large", Overloaded: "queue_full",
-    DeadlineExceeded: "deadline", BodyTimeout: "deadline", Unauthorized: "unauthorized",
+    DeadlineExceeded: "deadline", BodyTimeout: "deadline", Unauthorized: "unauthorized", TooCostly: "infeasible",
 }
 
 

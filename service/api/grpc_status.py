@@ -15,6 +15,7 @@ from service.errors import (
     Overloaded,
     PayloadTooLarge,
     ServiceError,
+    TooCostly,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -32,6 +33,7 @@ STATUS_CODES: dict[type[ServiceError], grpc.StatusCode] = {
     Overloaded: grpc.StatusCode.UNAVAILABLE,
     NotReady: grpc.StatusCode.UNAVAILABLE,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    TooCostly: grpc.StatusCode.DEADLINE_EXCEEDED,  # the deadline can never be met: refused before any work
 }
 _BY_STATUS = {408: grpc.StatusCode.DEADLINE_EXCEEDED, 499: grpc.StatusCode.CANCELLED}
 

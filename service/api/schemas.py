@@ -28,6 +28,7 @@ class ClassifyResponse(BaseModel):
     members: list[str] = Field(description="Models whose probabilities were averaged.")
     crops: int
     evaluations: int = Field(description="Model evaluations per image: crops x members (the paper's cost).")
+    auto: bool = Field(False, description="Crops and/or members were chosen by crops=auto / ensemble=auto.")
     trained: bool = Field(description="False when the repository holds random-init weights: answers are noise.")
     predictions: list[PredictionOut] = Field(description="Top-k of the first image.")
     results: list[ImageResult] = Field(description="Top-k of every image, in request order.")

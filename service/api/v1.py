@@ -40,39 +40,71 @@ async def run_for_client(request: Request, work: Awaitable[T], timeout_s: float)
     raise DeadlineExceeded(f"the request's deadline of {timeout_s * 1000:g} ms passed")
 
 
+def _crops(value: str) -> int | None:
+    """1, 10, 144, or None for auto."""
+    if value == "auto":
+        return None
+    if value.isdigit() and int(value) in CROP_COUNTS:
+        return int(value)
+    raise BadRequest(f"crops must be one of {', '.join(map(str, CROP_COUNTS))} or auto, got {value}")
+
+
+def _ensemble(value: str) -> bool | None:
+    """true / false (as FastAPI reads a bool), or None for auto."""
+    word = value.lower()
+    if word == "auto":
+        return None
+    if word in ("true", "1", "yes", "on") or word in ("false", "0", "no", "off"):
+        return word in ("true", "1", "yes", "on")
+    raise BadRequest(f"ensemble must be true, false or auto, got {value}")
+
+
 @router.post("/classify", response_model=ClassifyResponse, responses=_ERRORS)
 async def classify(
     request: Request,
     serving: Loaded,
-    crops: Annotated[int, Query(description="Crops per image: 1, 10 or 144 (paper section 7).")] = 1,
-    ensemble: Annotated[bool, Query(description="Average all ensemble members (default: the primary only).")] = False,
+    crops: Annotated[str, Query(
+        description="Crops per image: 1, 10 or 144 (paper section 7), or auto: the most accurate "
+        "configuration whose estimated completion fits the deadline (README, crops=auto).",
+    )] = "1",
+    ensemble: Annotated[str, Query(
+        description="true: average all ensemble members; false: the primary only; auto: as crops=auto.",
+    )] = "false",
     models: Annotated[int | None, Query(ge=1, description="Use the first N members (overrides ensemble).")] = None,
     topk: Annotated[int, Query(ge=1, le=1000, description="Classes to return per image.")] = 5,
-    deadline_ms: Annotated[float | None, Query(gt=0, description="Give up (504) if not started by then.")] = None,
+    deadline_ms: Annotated[float | None, Query(
+        gt=0, description="Give up (504) if not answered by then; refused at once (422) if it never could be.",
+    )] = None,
 ) -> ClassifyResponse:
     """Classify one image (raw body) or several (multipart fields named `image`)."""
     settings, classifier = serving.settings, serving.classifier
-    if crops not in CROP_COUNTS:
-        raise BadRequest(f"crops must be one of {', '.join(map(str, CROP_COUNTS))}, got {crops}")
-    members = classifier.members(models if models is not None else (len(classifier.names) if ensemble else 1))
-    request.state.mode = f"{crops}x{len(members)}"
+    crop_count, use_all = _crops(crops), _ensemble(ensemble)
+    count = models if models is not None else (None if use_all is None else len(classifier.names) if use_all else 1)
+    members = classifier.members(count or 1)
+    auto = crop_count is None or count is None
+    if not auto:  # an auto request gets its mode label once the rung is chosen
+        request.state.mode = f"{crop_count}x{len(members)}"
     budget_s = min(deadline_ms or settings.request_timeout_ms, settings.request_timeout_ms) / 1000
     deadline = asyncio.get_running_loop().time() + budget_s
     images = await read_images(  # a stalled upload is cut at the server's bound, not the client's deadline
         request, limit=settings.max_body_bytes, max_images=settings.max_images_per_request,
         timeout_s=settings.request_timeout_ms / 1000,
     )
+    if auto:
+        crop_count, members = classifier.choose(len(images), crops=crop_count, models=count, deadline=deadline)
+        request.state.mode = f"{crop_count}x{len(members)}"
     result = await run_for_client(
         request,
-        classifier.classify(images, crops=crops, members=members, topk=topk, deadline=deadline),
+        classifier.classify(images, crops=crop_count, members=members, topk=topk, deadline=deadline),
         budget_s,
     )
     per_image = [{"predictions": [p.__dict__ for p in preds]} for preds in result.predictions]
     return ClassifyResponse(
         model=serving.repository.name,
         members=result.members,
-        crops=crops,
+        crops=result.crops,
         evaluations=result.evaluations,
+        auto=auto,
         trained=serving.trained(result.members),
         predictions=per_image[0]["predictions"],
         results=per_image,
@@ -97,6 +129,7 @@ async def list_models(serving: Loaded) -> ModelsResponse:
         batching={
             "max_batch_size": plan.max_batch_size,
             "max_queue_delay_ms": plan.max_queue_delay_ms,
+            "max_queue_wait_ms": plan.max_queue_wait_ms,
             "max_queue_rows": plan.max_queue_rows,
             "instances": plan.instances,
         },

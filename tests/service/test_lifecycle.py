@@ -51,6 +51,8 @@ def service(tiny_repo: Path, tmp_path: Path) -> Iterator[Process]:
         "1",
         "--max-queue-rows",  # room for all LOAD requests (864 rows): this test is about shutdown, not admission
         "1024",
+        "--max-queue-wait-ms",  # and time for them, however slow the host
+        "600000",
         "--log-level",
         "info",
         "--shutdown-delay-s",

@@ -67,9 +67,9 @@ def test_models_health_and_openapi(server: LiveServer) -> None:
         models = client.get("/v1/models").json()
         assert [m["name"] for m in models["members"]] == ["tiny-0", "tiny-1", "tiny-2"]
         assert models["provider"] == "cpu" and len(models["members"][0]["sha256"]) == 64
-        # unset limits resolve to the CPU defaults (README, Configuration): 32 queued rows per core
+        # unset limits resolve to the CPU defaults (README, Configuration): the wait bound and the memory cap
         assert models["batching"] == {"max_batch_size": 8, "max_queue_delay_ms": 2.0,
-                                      "max_queue_rows": 32 * server.settings.cpu_count, "instances": 2}
+                                      "max_queue_wait_ms": 8000.0, "max_queue_rows": 4096, "instances": 2}
         assert "/v1/classify" in client.get("/openapi.json").json()["paths"]
 
 
@@ -87,7 +87,7 @@ BAD_REQUESTS = [
     ({}, JPEG, "truncated", 422, "invalid_image"),
     ({}, JPEG, "huge", 422, "image_too_large"),
     ({}, JPEG, "over-limit", 413, "too_large"),
-    ({"deadline_ms": 0.001}, JPEG, None, 504, "deadline_exceeded"),
+    ({"deadline_ms": 0.001}, JPEG, None, 422, "deadline_infeasible"),  # never feasible: refused at once
 ]
 
 
@@ -164,3 +164,19 @@ def test_real_jpegs_are_classified(server: LiveServer) -> None:
     with server.client() as client:
         for path in sample_jpegs()[:5]:
             assert classify(client, path.read_bytes(), crops=10).status_code == 200
+
+
+def test_crops_auto_and_ensemble_auto_say_what_they_chose(server: LiveServer) -> None:
+    with server.client() as client:
+        # an idle device and the default deadline: the top of the ladder, every member at 144 crops
+        best = classify(client, make_image(), crops="auto", ensemble="auto").json()
+        assert best["auto"] is True and best["crops"] == 144 and len(best["members"]) == 3
+        assert best["evaluations"] == 432
+        held = classify(client, make_image(), crops="auto", ensemble="false").json()
+        assert held["crops"] == 144 and held["members"] == ["tiny-0"]  # the fixed dimension is kept
+        fixed = classify(client, make_image(), crops=10).json()
+        assert fixed["auto"] is False and fixed["evaluations"] == 10
+        assert classify(client, make_image(), crops="most").status_code == 400
+        text = client.get("/metrics").text
+    assert 'googlenet_auto_choices_total{mode="144x3"}' in text
+    assert 'googlenet_requests_total{mode="144x3",route="/v1/classify",status="200"}' in text

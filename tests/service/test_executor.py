@@ -1,0 +1,153 @@
+"""The device executor (service/executor.py) and the fair cut (service/fair_cut.py): one budget of
+run slots for every member, least-served first across members, a crash fails everything at once.
+Real threads and events, no sleeps, no timing."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from service import fair_cut
+from service.admission import CostModel
+from service.batching import Batcher
+from service.errors import InferenceFailed, Overloaded, TooCostly
+from service.executor import DeviceExecutor
+from service.scheduling import Scheduler
+from tests.service.test_batching import Model, rows, run
+
+
+def members(model: Model, executor: DeviceExecutor, names: str = "abc", **kw: object) -> list[Batcher]:
+    batchers = [
+        Batcher(model, name=n, max_batch_size=2, max_delay_s=0.0, max_queue_rows=4096, executor=executor, **kw)
+        for n in names
+    ]
+    for b in batchers:
+        b.start()
+    return batchers
+
+
+class _Job:
+    def __init__(self, sent: int, seq: int, waiting: int) -> None:
+        self.sent, self.seq, self.waiting = sent, seq, waiting
+
+
+class _Queue:
+    def __init__(self, *jobs: _Job) -> None:
+        self.jobs = list(jobs)
+
+
+def test_the_cut_serves_the_least_served_then_the_oldest() -> None:
+    big, small = _Job(sent=40, seq=1, waiting=100), _Job(sent=0, seq=3, waiting=1)
+    older = _Job(sent=0, seq=2, waiting=3)
+    assert [(j.seq, n) for j, n in fair_cut.cut([big, small, older], 5)] == [(2, 3), (3, 1), (1, 1)]
+
+
+def test_the_next_batch_goes_to_the_member_with_the_least_served_request() -> None:
+    busy, fresh, empty = _Queue(_Job(8, 1, 100)), _Queue(_Job(0, 5, 1)), _Queue()
+    assert fair_cut.next_queue([busy, fresh, empty]) is fresh
+    assert fair_cut.next_queue([busy, empty]) is busy
+    assert fair_cut.next_queue([empty]) is None
+
+
+def test_every_member_shares_the_devices_slots() -> None:
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        model = Model(loop, hold=True)
+        a, b, c = members(model, DeviceExecutor(2))
+        futures = [m.submit(rows(100 * i, 2)) for i, m in enumerate((a, b, c))]
+        assert {await model.started.get(), await model.started.get()} == {2}
+        assert model.started.empty() and len(model.batches) == 2  # two slots, three members: one waits
+        model.open()
+        await asyncio.gather(*futures)
+        assert len(model.batches) == 3
+        for m in (a, b, c):
+            await m.stop()
+
+    run(body)
+
+
+def test_a_small_request_on_one_member_overtakes_a_big_one_on_another() -> None:
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        model = Model(loop, hold=True)
+        a, b = members(model, DeviceExecutor(1), "ab")
+        big = a.submit(rows(0, 1008))
+        await model.started.get()  # the big request's first chunk runs on member a
+        small = b.submit(rows(5000, 1))
+        model.open()
+        done, _ = await asyncio.wait({big, small}, return_when=asyncio.FIRST_COMPLETED)
+        assert done == {small} and 5000 in model.batches[1].ravel()  # the very next batch, on member b
+        await big
+        await a.stop()
+        await b.stop()
+
+    run(body)
+
+
+def test_a_batch_alone_on_the_device_takes_every_slot_and_runs_wide() -> None:
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        model, wide_calls = Model(loop), []
+
+        def wide(r: np.ndarray) -> np.ndarray:
+            wide_calls.append(len(r))
+            return r * 10
+
+        (a,) = members(model, DeviceExecutor(2), "a", run_wide=wide)
+        assert (await a.submit(rows(3, 1))).outputs.tolist() == [[30]]
+        assert wide_calls == [1] and not model.batches
+        await a.stop()
+
+    run(body)
+
+
+def test_a_crashed_dispatch_loop_fails_pending_and_later_requests_at_once() -> None:
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        model = Model(loop)
+        executor = DeviceExecutor(1)
+        a, b = members(model, executor, "ab")
+        crashed = threading.Event()
+
+        def broken(now: float) -> list:
+            crashed.set()
+            raise RuntimeError("a bug in the cut")
+
+        a.take = broken  # type: ignore[method-assign]
+        pending_a, pending_b = a.submit(rows(0, 1)), b.submit(rows(10, 1))
+        for pending in (pending_a, pending_b):
+            with pytest.raises(InferenceFailed, match="dispatch loop crashed"):
+                await pending
+        assert crashed.is_set() and not model.batches
+        with pytest.raises(InferenceFailed, match="dispatch loop crashed"):
+            b.submit(rows(20, 1))
+        with pytest.raises(InferenceFailed):
+            b.reserve(1)
+        await a.stop()
+        await b.stop()
+
+    run(body)
+
+
+def test_the_scheduler_admits_by_time_and_refuses_the_never_feasible() -> None:
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        model = Model(loop, hold=True)
+        cost = CostModel()
+        for name in "ab":
+            cost.seed(name, 1.0)  # a fake cost: one second per row per slot
+        s = Scheduler(members(model, DeviceExecutor(2), "ab"), cost=cost, max_wait_s=5.0)
+        now = loop.time()
+        with pytest.raises(TooCostly, match="about 2.0 s"):
+            s.admit(4, ["a"], deadline=now + 1.0)  # 4 rows on 2 slots: 2 s even when idle
+        held = s.admit(8, ["a", "b"], deadline=None)  # 8 s of work, nothing ahead: admitted
+        assert s.estimate(1, ["a"]).wait_s == pytest.approx(1.0)  # min(8, 1) rows of each member, 2 slots
+        assert s.estimate(8, ["a"]).wait_s == pytest.approx(8.0)
+        with pytest.raises(Overloaded) as refused:
+            s.admit(8, ["a"], deadline=None)  # it would wait 8 s > 5 s
+        assert refused.value.headers["Retry-After"] == "3"
+        small = s.admit(1, ["a"], deadline=None)  # the big one never shuts a small one out
+        held.release()
+        small.release()
+        for b in s.batchers.values():
+            await b.stop()
+
+    run(body)
