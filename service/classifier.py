@@ -1,7 +1,8 @@
 """Classifier: encoded images -> top-k answers, the request path of design.md 2 minus HTTP.
 
 Admission (by estimated time, then queue room) comes first, then decoding and cropping run in a
-thread pool; rows go through the scheduler to every member; probabilities are averaged over crops, then members, then ranked.
+thread pool; rows go through the scheduler to every member; probabilities are averaged over crops,
+then members, then ranked.
 """
 
 from __future__ import annotations
