@@ -16,6 +16,7 @@ EXPECTED = {
     "UnsupportedMediaType": (415, "unsupported_media_type"),
     "InvalidImage": (422, "invalid_image"),
     "ImageTooLarge": (422, "image_too_large"),
+    "TooCostly": (422, "deadline_infeasible"),
     "InferenceFailed": (500, "inference_failed"),
     "Overloaded": (503, "overloaded"),
     "NotReady": (503, "not_ready"),
