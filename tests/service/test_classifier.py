@@ -13,7 +13,7 @@ from service.classifier import Classifier
 from service.errors import InvalidImage, Overloaded
 from service.scheduling import Scheduler
 from tests.conftest import make_image
-from tests.service.test_batching import run
+from tests.service.conftest import run
 
 LABELS = [(f"n{i:08d}", f"class {i}") for i in range(1000)]
 

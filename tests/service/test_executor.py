@@ -16,7 +16,7 @@ from service.batching import Batcher
 from service.errors import InferenceFailed, Overloaded, TooCostly
 from service.executor import DeviceExecutor
 from service.scheduling import Scheduler
-from tests.service.test_batching import Model, rows, run
+from tests.service.conftest import Model, rows, run
 
 
 def members(model: Model, executor: DeviceExecutor, names: str = "abc", **kw: object) -> list[Batcher]:

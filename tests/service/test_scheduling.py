@@ -10,7 +10,7 @@ import pytest
 from service.batching import Batcher
 from service.errors import NotReady, Overloaded
 from service.scheduling import Scheduler
-from tests.service.test_batching import rows, run
+from tests.service.conftest import rows, run
 
 
 def scheduler(max_queue_rows: int = 10) -> Scheduler:
