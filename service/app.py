@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import gpu, logs
-from service.api import errors, grpc_server, health, middleware, security, v1, v2, web
+from service.api import errors, grpc_server, health, inflight, middleware, security, v1, v2, web
 from service.api.v2 import catalog
 from service.serving import Serving, open_serving
 from service.settings import Settings
@@ -57,6 +57,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(v1.router)
     app.include_router(v2.router)
     app.include_router(web.router)
+    # Inside auth: a request without the token costs no budget; bodies held at once are bounded.
+    app.add_middleware(inflight.BodyBudget, limit=settings.max_inflight_body_bytes, max_body=settings.max_body_bytes)
     security.install(app, settings)  # inside the request context: 401s get ids and metrics
     app.add_middleware(middleware.RequestContext)
     return app

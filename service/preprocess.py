@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL.JpegImagePlugin import JpegImageFile
 
 from service.crops import CROP, Crop, crop_plan, largest_scale, scaled_size
 from service.errors import ImageTooLarge, InvalidImage
@@ -51,7 +52,7 @@ def decode(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # truncated-file and EXIF warnings become errors below
-            if image.format == "JPEG":
+            if isinstance(image, JpegImageFile):  # MPO (what phones write) is a JPEG subclass: draft applies
                 image.draft("RGB", scaled_size(width, height, shorter_side))
             image.load()
             image = ImageOps.exif_transpose(image) or image

@@ -26,6 +26,10 @@ class ModelLoadError(Exception):
     """An ONNX file that cannot be served: unreadable, or not the I/O contract of design.md 3.2."""
 
 
+class ProviderUnavailable(ModelLoadError):
+    """The CUDA provider would not start (no device visible, a cuDNN mismatch): providers=auto falls back."""
+
+
 def _cuda_usable() -> bool:
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return False
@@ -113,7 +117,8 @@ class OnnxModel:
         try:
             return ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:
-            raise ModelLoadError(f"cannot load {self.path.parent.parent.name}: {exc.__class__.__name__}") from None
+            error = ProviderUnavailable if self.provider == "cuda" else ModelLoadError  # a CPU retry tells which
+            raise error(f"cannot load {self.path.parent.parent.name}: {exc.__class__.__name__}") from None
 
     def _check_io(self, session: ort.InferenceSession) -> None:
         inputs, outputs = session.get_inputs(), session.get_outputs()
@@ -128,7 +133,7 @@ class OnnxModel:
                 f"output {OUTPUT_NAME} float32 [N,{CLASSES}]"
             )
         if self.provider == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
-            raise ModelLoadError("the CUDA provider failed to start for this model")
+            raise ProviderUnavailable("the CUDA provider failed to start for this model")
 
     def run(self, rows: np.ndarray) -> np.ndarray:
         """uint8 [n, 224, 224, 3] -> float32 probabilities [n, 1000]."""

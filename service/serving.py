@@ -16,7 +16,7 @@ from service.batching import Batcher
 from service.classifier import Classifier
 from service.executor import DeviceExecutor
 from service.repository import Repository, load_repository
-from service.runtime import OnnxModel, choose_provider
+from service.runtime import OnnxModel, ProviderUnavailable, choose_provider
 from service.scheduling import Scheduler
 from service.settings import Settings
 
@@ -86,12 +86,22 @@ def _open_models(settings: Settings, repository: Repository, plan: Plan, cost: C
     return models
 
 
+def _open(settings: Settings, provider: str, cost: CostModel) -> tuple[Plan, Repository, list[OnnxModel]]:
+    plan = Plan.resolve(settings, provider)
+    repository = load_repository(settings.model_repository, precision=plan.precision, limit=settings.models)
+    return plan, repository, _open_models(settings, repository, plan, cost)
+
+
 def open_serving(settings: Settings) -> Serving:
     """Load everything (blocking: run it off the event loop). The batchers start with `start`."""
-    plan = Plan.resolve(settings, choose_provider(settings.providers))
-    repository = load_repository(settings.model_repository, precision=plan.precision, limit=settings.models)
     cost = CostModel()
-    models = _open_models(settings, repository, plan, cost)
+    try:
+        plan, repository, models = _open(settings, choose_provider(settings.providers), cost)
+    except ProviderUnavailable as exc:
+        if settings.providers != "auto":  # asked for CUDA by name: failing is the answer
+            raise
+        log.warning("providers=auto: the CUDA provider failed (%s); serving on the CPU instead", exc)
+        plan, repository, models = _open(settings, "cpu", cost)
     device = DeviceExecutor(plan.instances, name=plan.provider)  # one compute budget for every member
     scheduler = Scheduler(
         [

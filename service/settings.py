@@ -82,6 +82,11 @@ class Settings(BaseSettings):
 
     # Limits
     max_body_bytes: int = Field(20 * 2**20, ge=1, description="Largest request body, enforced while reading.")
+    max_inflight_body_bytes: int = Field(
+        256 * 2**20, ge=1,
+        description="Bytes of request bodies held at once, over all requests; past it 503 + Retry-After "
+        "before the body is read (at least max_body_bytes).",
+    )
     max_image_pixels: int = Field(
         50_000_000, ge=1, description="Largest decoded image (width x height), checked before decoding."
     )
@@ -119,6 +124,8 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.max_batch_size and self.max_queue_rows and self.max_batch_size > self.max_queue_rows:
             raise ValueError("max_batch_size must not exceed max_queue_rows")
+        if self.max_inflight_body_bytes < self.max_body_bytes:
+            raise ValueError("max_inflight_body_bytes must be at least max_body_bytes: one largest body must fit")
         return self
 
     @property

@@ -77,11 +77,14 @@ async def _read_images(request: Request, *, limit: int, max_images: int) -> list
             raise BadRequest(f"malformed multipart body: {exc.message}") from None
         images = []
         for field in form.getlist("image"):
-            if isinstance(field, UploadFile):
-                images.append(await field.read())
-                await field.close()
-            else:
-                images.append(field.encode())
+            if not isinstance(field, UploadFile):  # the parser made it text: its bytes are gone
+                await form.close()
+                raise BadRequest(
+                    "the multipart field 'image' must be a file part (a filename in its Content-Disposition, "
+                    "as curl -F 'image=@photo.jpg' sends), not a plain form field"
+                )
+            images.append(await field.read())
+            await field.close()
         if not images:
             raise BadRequest("the multipart body has no field named 'image'")
         return images

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -32,6 +33,7 @@ class RequestContext:
         rid = request_id(incoming)
         state = scope.setdefault("state", {})
         state["request_id"], state["mode"] = rid, "none"
+        state["arrived"] = asyncio.get_running_loop().time()  # the one clock every deadline runs on
         status, started = 500, time.perf_counter()
 
         async def send_with_id(message: Message) -> None:

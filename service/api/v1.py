@@ -24,11 +24,17 @@ async def _until_disconnected(request: Request) -> None:
         pass
 
 
-async def run_for_client(request: Request, work: Awaitable[T], timeout_s: float) -> T:
-    """Await `work`, but cancel it (dropping its queued rows) when the client leaves or time runs out."""
+async def run_for_client(request: Request, work: Awaitable[T], deadline: float, budget_s: float) -> T:
+    """Await `work`, but cancel it (dropping its queued rows) when the client leaves, the deadline
+    (loop time) passes, or the handler itself is cancelled (uvicorn's grace period ended)."""
     task, watch = asyncio.ensure_future(work), asyncio.ensure_future(_until_disconnected(request))
+    timeout_s = max(0.0, deadline - asyncio.get_running_loop().time())
     try:
         done, _ = await asyncio.wait({task, watch}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # nobody will read the answer: its admission must not outlive us
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise
     finally:
         watch.cancel()
     if task in done:
@@ -37,7 +43,12 @@ async def run_for_client(request: Request, work: Awaitable[T], timeout_s: float)
     await asyncio.gather(task, return_exceptions=True)
     if watch in done:
         raise ClientGone("the client disconnected")
-    raise DeadlineExceeded(f"the request's deadline of {timeout_s * 1000:g} ms passed")
+    raise DeadlineExceeded(f"the request's deadline of {budget_s * 1000:g} ms passed")
+
+
+def arrival(request: Request) -> float:
+    """When the request reached the app, on the loop's clock: both protocols' deadlines start here."""
+    return request.state.arrived
 
 
 def _crops(value: str) -> int | None:
@@ -85,7 +96,7 @@ async def classify(
     if not auto:  # an auto request gets its mode label once the rung is chosen
         request.state.mode = f"{crop_count}x{len(members)}"
     budget_s = min(deadline_ms or settings.request_timeout_ms, settings.request_timeout_ms) / 1000
-    deadline = asyncio.get_running_loop().time() + budget_s
+    deadline = arrival(request) + budget_s
     images = await read_images(  # a stalled upload is cut at the server's bound, not the client's deadline
         request, limit=settings.max_body_bytes, max_images=settings.max_images_per_request,
         timeout_s=settings.request_timeout_ms / 1000,
@@ -96,7 +107,7 @@ async def classify(
     result = await run_for_client(
         request,
         classifier.classify(images, crops=crop_count, members=members, topk=topk, deadline=deadline),
-        budget_s,
+        deadline, budget_s,
     )
     per_image = [{"predictions": [p.__dict__ for p in preds]} for preds in result.predictions]
     return ClassifyResponse(

@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from service.api import v2_infer
 from service.api.body import read_body
 from service.api.deps import Ready
-from service.api.v1 import run_for_client
+from service.api.v1 import arrival, run_for_client
 from service.api.v2_catalog import EXTENSIONS, SERVER_NAME, Catalog, V2Model, served_config
 from service.api.v2_codec import InferenceRequest, encode_response, parse_request, raw_request
 from service.contract import INPUT_NAME
@@ -104,7 +104,8 @@ def _parse(
     body = _decompressed(body, encoding, limit)
     if header == "0":
         return raw_request(body, INPUT_NAME, model.datatype, model.item_shape)
-    return parse_request(body, header, check=v2_infer.input_check(model, max_images))
+    return parse_request(body, header, check=v2_infer.input_check(model, max_images),
+                         max_values=v2_infer.max_values(model, max_images))
 
 
 @router.post("/models/{name}/infer")
@@ -126,9 +127,10 @@ async def infer(
         timeout_s=settings.request_timeout_ms / 1000,
     )
     request.state.mode = work.mode
-    deadline = asyncio.get_running_loop().time() + work.budget_s
+    deadline = arrival(request) + work.budget_s
     answer = classifier.probabilities(work.images, work.crops, work.members, deadline=deadline)
-    probabilities = (await run_for_client(request, answer, work.budget_s)).values.astype(np.float32, copy=False)
+    result = await run_for_client(request, answer, deadline, work.budget_s)
+    probabilities = result.values.astype(np.float32, copy=False)
     outputs = v2_infer.outputs(work, probabilities, classifier.labels)
     content, header_length = encode_response(model.name, model.version, parsed.id, outputs)
     if header_length is None:

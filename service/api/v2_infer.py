@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +65,11 @@ def input_check(model: V2Model, max_images: int) -> InputCheck:
             raise BadRequest(f"the batch dimension must be between 1 and {max_images}, got {shape[0]}")
 
     return check
+
+
+def max_values(model: V2Model, max_images: int) -> int:
+    """The most tensor elements a valid request to `model` carries."""
+    return max_images * math.prod(model.item_shape)
 
 
 def _image(parsed: InferenceRequest, model: V2Model, max_images: int) -> Tensor:
