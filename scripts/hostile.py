@@ -62,8 +62,11 @@ def _raw(url: str, head: bytes, pieces: Iterator[bytes], wait_s: float) -> int:
             sock.sendall(head)
             for piece in pieces:
                 sock.sendall(piece)
+        except OSError:  # the server answered and closed while we were still sending
+            pass
+        try:
             answer = sock.recv(64)
-        except OSError:  # answered and closed while we sent, or silent: read what came
+        except OSError:  # silent for `wait_s`: the body is still held
             answer = b""
     return int(answer.split(b" ")[1]) if answer.startswith(b"HTTP/") else 0
 
@@ -93,11 +96,15 @@ def _values(count: int, datatype: str, item: str) -> bytes:
 def stalled_uploads(concurrent: int, size: int) -> Attack:
     head = (f"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
             f"Content-Length: {size}\r\n\r\n").encode()
+    piece = b"\0" * MB
+
+    def upload() -> Iterator[bytes]:  # all but the last byte, which never comes
+        yield from [piece] * (size // MB - 1)
+        yield piece[:-1]
 
     def attack(url: str, count: int) -> list[int]:
-        with ThreadPoolExecutor(concurrent) as pool:  # every upload stops at 256 kB and waits 3 s
-            return list(pool.map(lambda _: _raw(url, head, iter([b"\0" * 256 * 1024]), 3.0),
-                                 range(concurrent * count)))
+        with ThreadPoolExecutor(concurrent) as pool:  # each waits 3 s for an answer, then gives up
+            return list(pool.map(lambda _: _raw(url, head, upload(), 3.0), range(concurrent * count)))
     return attack
 
 
@@ -111,7 +118,8 @@ def dribbled_past_deadline(url: str, count: int) -> list[int]:
     photo = base64.b64encode(_encode(_smooth(320, 240), "JPEG")).decode()
     body = json.dumps({"parameters": {"timeout": 300_000},
                        "inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [photo]}]}).encode()
-    head = (f"POST /v2/models/{_ensemble(url)}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    model = httpx.get(f"{url}/v1/models", timeout=30).json()["name"]
+    head = (f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode()
 
     def pieces() -> Iterator[bytes]:
@@ -122,17 +130,16 @@ def dribbled_past_deadline(url: str, count: int) -> list[int]:
 
 
 def mpo_photo(url: str, count: int) -> list[int]:
+    rng = np.random.default_rng(0)  # photo-like noise: a smooth picture decodes unrealistically fast
+    pixels = np.asarray(_smooth(4000, 3000), dtype=np.int16) + rng.integers(0, 40, (3000, 4000, 3), dtype=np.int16)
     out = io.BytesIO()
-    _smooth(4000, 3000).save(out, format="MPO", save_all=True, append_images=[_smooth(160, 120)], quality=85)
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(
+        out, format="MPO", save_all=True, append_images=[_smooth(160, 120)], quality=85)
     return _posts(url, count, "/v1/classify", content=out.getvalue(), headers=JPEG)
 
 
-def _ensemble(url: str) -> str:
-    return httpx.get(f"{url}/v1/models", timeout=30).json()["name"]
-
-
-def attacks(url: str) -> dict[str, Attack]:
-    name = _ensemble(url)
+def attacks(name: str) -> dict[str, Attack]:
+    """Every attack, by the served repository's name (the v2 ensemble model)."""
     return {
         "1. 1x300 PNG strip, crops=144": strip(1, 300, 144),
         "1. 3000x1 PNG strip, crops=144": strip(3000, 1, 144),
@@ -196,6 +203,31 @@ def run(url: str, proc: psutil.Process, name: str, attack: Attack, count: int) -
     }
 
 
+@contextmanager
+def service(repository: Path, root: Path) -> Iterator[tuple[str, psutil.Process]]:
+    """A fresh `python -m service` per attack: no attack's heap is another's starting point."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "service", "--model-repository", str(repository.resolve()), "--port", str(port),
+         "--providers", "cpu", "--log-level", "error", "--grpc-port", "0"],
+        cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not _ready(url):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the server did not start")
+            time.sleep(0.2)
+        httpx.post(f"{url}/v1/classify", content=_encode(_smooth(500, 375), "JPEG"), headers=JPEG, timeout=120)
+        yield url, psutil.Process(server.pid)
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repository", type=Path, required=True)
@@ -203,27 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--service-root", type=Path, default=ROOT, help="Checkout whose `python -m service` runs.")
     parser.add_argument("--json", type=Path, help="Also write the rows here.")
     args = parser.parse_args(argv)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "service", "--model-repository", str(args.repository.resolve()), "--port", str(port),
-         "--providers", "cpu", "--log-level", "error", "--grpc-port", "0"],
-        cwd=args.service_root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while not _ready(url):
-            if server.poll() is not None or time.monotonic() > deadline:
-                print("the server did not start", file=sys.stderr)
-                return 1
-            time.sleep(0.2)
-        proc = psutil.Process(server.pid)
-        rows = [run(url, proc, name, attack, args.count) for name, attack in attacks(url).items()]
-    finally:
-        server.terminate()
-        server.wait(60)
+    rows = []
+    for name in attacks("").keys():
+        with service(args.repository, args.service_root) as (url, proc):
+            attack = attacks(httpx.get(f"{url}/v1/models", timeout=30).json()["name"])[name]
+            rows.append(run(url, proc, name, attack, args.count))
     print(f"{'attack':42} {'requests':>8}  {'statuses':28} {'CPU/req s':>9} {'peak RSS +MB':>12} "
           f"{'worst probe ms':>14} {'next request ms':>15}")
     for r in rows:

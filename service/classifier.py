@@ -77,6 +77,11 @@ class Classifier:
         metrics.AUTO_CHOICES.labels(mode.label).inc()
         return mode.crops, self.members(mode.models)
 
+    def check_room(self, rows: int, members: list[str], *, deadline: float | None) -> None:
+        """Raise now what admission would say of `rows` (a probe: nothing stays held)."""
+        with self.scheduler.admit(rows, members, deadline=deadline):
+            pass
+
     def _preprocess(self, data: bytes, crops: int) -> np.ndarray:
         started = time.perf_counter()
         rows = preprocess(data, crops, max_pixels=self.max_pixels, max_aspect=self.max_aspect)

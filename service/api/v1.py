@@ -97,6 +97,8 @@ async def classify(
         request.state.mode = f"{crop_count}x{len(members)}"
     budget_s = min(deadline_ms or settings.request_timeout_ms, settings.request_timeout_ms) / 1000
     deadline = arrival(request) + budget_s
+    if not auto and not request.headers.get("content-type", "").lower().startswith("multipart/"):
+        classifier.check_room(crop_count, members, deadline=deadline)  # one image: refused before it is read
     images = await read_images(  # a stalled upload is cut at the server's bound, not the client's deadline
         request, limit=settings.max_body_bytes, max_images=settings.max_images_per_request,
         timeout_s=settings.request_timeout_ms / 1000,

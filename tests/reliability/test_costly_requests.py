@@ -69,6 +69,18 @@ def test_a_chunked_upload_past_the_budget_gets_503(budget: LiveServer) -> None:
     assert sorted(s for s, _ in answers) == [408] * 6 + [503] * 2, answers
 
 
+def test_a_raw_upload_finds_the_queue_full_before_its_body_is_read(tmp_path: Path) -> None:
+    repo = write_slow_repository(tmp_path / "slow", layers=100)  # ~25 ms of CPU per row
+    with serve(repo, instances=1, max_batch_size=1, max_queue_rows=4) as live, ThreadPoolExecutor(1) as pool:
+        busy = pool.submit(httpx.post, f"{live.url}/v1/classify", params={"crops": 144},
+                           content=costly.mpo(320, 240), headers={"content-type": "image/jpeg"}, timeout=60)
+        wait_until(lambda: metric(live.url, "googlenet_queue_rows") > 0)  # 144 rows: seconds of work
+        head = b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 500000\r\n\r\n"
+        status, body = status_and_json(raw_exchange(live.url, head, [b"\0" * 1000]))  # the rest never comes
+        assert (status, body.get("code")) == (503, "overloaded"), body
+        assert busy.result().status_code == 200
+
+
 def _dribbled(first: bytes, rest: bytes, pause_s: float) -> Iterator[bytes]:
     yield first
     time.sleep(pause_s)  # the client's own pause: the server cannot answer before it ends

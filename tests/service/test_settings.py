@@ -24,7 +24,8 @@ def test_environment_variables_use_one_prefix(monkeypatch: pytest.MonkeyPatch) -
 def test_flags_override_and_are_validated() -> None:
     settings = Settings(**parse_args(["--port", "9001", "--max-queue-rows", "64", "--cuda-graphs"]))
     assert settings.port == 9001 and settings.max_queue_rows == 64 and settings.cuda_graphs is True
-    for bad in ({"providers": "tpu"}, {"max_queue_rows": 0}, {"max_batch_size": 100, "max_queue_rows": 10}):
+    for bad in ({"providers": "tpu"}, {"max_queue_rows": 0}, {"max_batch_size": 100, "max_queue_rows": 10},
+                {"max_inflight_body_bytes": 1000, "max_body_bytes": 2000}):
         with pytest.raises(ValidationError):
             Settings(**bad)
 
