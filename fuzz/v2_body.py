@@ -38,7 +38,7 @@ def seeds() -> list[bytes]:
 
 def _against_a_model(body: bytes) -> None:
     for model in MODELS:
-        check = v2_infer.check_input(model, MAX_IMAGES)
+        check = v2_infer.input_check(model, MAX_IMAGES)
         try:
             parsed = v2_codec.parse_request(body, None, check=check,
                                             max_values=v2_infer.max_values(model, MAX_IMAGES))
