@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -73,3 +75,11 @@ def status_and_json(answer: bytes) -> tuple[int, dict]:
         return status, json.loads(body)
     except ValueError:
         return status, {}
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 15) -> None:
+    """Poll a condition the server exposes (bounded): for states no event of ours can signal."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)

@@ -21,9 +21,8 @@ from service.serving import open_serving
 from service.settings import Settings
 from tests.conftest import LiveServer, serve
 from tests.reliability import costly
-from tests.reliability.conftest import assert_json_error, metric, raw_exchange, status_and_json
+from tests.reliability.conftest import assert_json_error, metric, raw_exchange, status_and_json, wait_until
 from tests.reliability.slow_model import write_slow_repository
-from tests.reliability.test_faults import wait_until
 
 JSON = {"content-type": "application/json"}
 

@@ -9,8 +9,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,17 +18,15 @@ from PIL import Image
 
 from tests.conftest import ROOT, LiveServer, make_image, serve
 from tests.reliability import hostile
-from tests.reliability.conftest import assert_json_error, evaluated_rows, metric, raw_exchange, status_and_json
+from tests.reliability.conftest import (
+    assert_json_error,
+    evaluated_rows,
+    metric,
+    raw_exchange,
+    status_and_json,
+    wait_until,
+)
 from tests.tiny_models import write_repository
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 15) -> None:
-    """Poll a condition the server exposes (bounded): for states no event of ours can signal."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
-
 
 # --- start-up -------------------------------------------------------------------------------------
 
