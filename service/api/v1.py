@@ -51,6 +51,12 @@ def arrival(request: Request) -> float:
     return request.state.arrived
 
 
+def still_in_time(deadline: float, budget_s: float) -> None:
+    """504 once the deadline has passed (a slow upload or parse spent it), before admission sees it."""
+    if asyncio.get_running_loop().time() >= deadline:
+        raise DeadlineExceeded(f"the request's deadline of {budget_s * 1000:g} ms passed before it was queued")
+
+
 def _crops(value: str) -> int | None:
     """1, 10, 144, or None for auto."""
     if value == "auto":
@@ -103,6 +109,7 @@ async def classify(
         request, limit=settings.max_body_bytes, max_images=settings.max_images_per_request,
         timeout_s=settings.request_timeout_ms / 1000,
     )
+    still_in_time(deadline, budget_s)
     if auto:
         crop_count, members = classifier.choose(len(images), crops=crop_count, models=count, deadline=deadline)
         request.state.mode = f"{crop_count}x{len(members)}"

@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from service.api import v2_infer
 from service.api.body import read_body
 from service.api.deps import Ready
-from service.api.v1 import arrival, run_for_client
+from service.api.v1 import arrival, run_for_client, still_in_time
 from service.api.v2_catalog import EXTENSIONS, SERVER_NAME, Catalog, V2Model, served_config
 from service.api.v2_codec import InferenceRequest, encode_response, parse_request, raw_request
 from service.contract import INPUT_NAME
@@ -128,6 +128,7 @@ async def infer(
     )
     request.state.mode = work.mode
     deadline = arrival(request) + work.budget_s
+    still_in_time(deadline, work.budget_s)
     answer = classifier.probabilities(work.images, work.crops, work.members, deadline=deadline)
     result = await run_for_client(request, answer, deadline, work.budget_s)
     probabilities = result.values.astype(np.float32, copy=False)
