@@ -37,9 +37,11 @@ class Answer:
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, psutil.Process]]:
     repo = write_slow_repository(tmp_path_factory.mktemp("slow") / "repo", layers=100)
     port = free_port()
-    # One model slot, one row per batch, a queue of 4 rows: capacity is the model's, and is reached at once.
+    # One model slot, one row per batch, a queue of 4 rows and of ~100 ms of estimated wait (about 4 rows
+    # of this model): capacity is the model's, reached at once, whichever bound a slow host trips first.
     args = [sys.executable, "-m", "service", "--model-repository", str(repo), "--port", str(port), "--providers", "cpu",
-            "--instances", "1", "--max-batch-size", "1", "--max-queue-rows", "4", "--log-level", "warning"]
+            "--instances", "1", "--max-batch-size", "1", "--max-queue-rows", "4", "--max-queue-wait-ms", "100",
+            "--log-level", "warning"]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
