@@ -98,7 +98,7 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def docker_engine() -> Iterator[Engine]:
-    """A running Docker engine (tests/deploy/engine.py); the one this session started is stopped after."""
+    """A running Docker engine (tests/deploy/engine.py); one the tests started themselves is stopped after."""
     from tests.deploy.engine import start_engine  # engine.py imports this module's apt helper
 
     engine = start_engine()
@@ -119,18 +119,9 @@ def base_image(docker_engine: Engine, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture(scope="session")
 def cpu_image(docker_engine: Engine, base_image: str, repo_root: Path) -> str:
     """The `serve` target, VARIANT=cpu, on the local base; tagged as Compose names it, so reruns reuse it."""
-    from tests.deploy.engine import build
+    from tests.deploy.engine import build_serve
 
-    build(
-        docker_engine,
-        repo_root,
-        "--target",
-        "serve",
-        "--build-arg",
-        "VARIANT=cpu",
-        tag="googlenet-serving:cpu",
-    )
-    return "googlenet-serving:cpu"
+    return build_serve(docker_engine, repo_root, "cpu")
 
 
 def stages(dockerfile: Path) -> dict[str, list[tuple[str, str]]]:

@@ -30,7 +30,7 @@ def unavailable(reason: str) -> None:
 
 
 class Engine:
-    """`docker` against one engine; `started` is the dockerd this session started (stopped at the end)."""
+    """`docker` against one engine; `started` is the dockerd these tests started (stopped at the end)."""
 
     def __init__(self, host: str, started: subprocess.Popen[bytes] | None = None) -> None:
         self.host = host
@@ -196,3 +196,10 @@ def build(engine: Engine, root: Path, *args: str, tag: str | None = None, timeou
     )
     if old and old != engine("image", "inspect", "--format", "{{.Id}}", tag).stdout.strip():
         engine("image", "rm", old, check=False)  # refused (and kept) while a container still uses it
+
+
+def build_serve(engine: Engine, root: Path, variant: str) -> str:
+    """The `serve` target for `variant` (cpu, gpu), tagged as Compose names it so reruns reuse it."""
+    tag = f"googlenet-serving:{variant}"
+    build(engine, root, "--target", "serve", "--build-arg", f"VARIANT={variant}", tag=tag)
+    return tag

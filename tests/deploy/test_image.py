@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.conftest import classify_count, free_port, make_image
-from tests.deploy.engine import BASE_IMAGE, DOCKER, Engine, build
+from tests.deploy.engine import BASE_IMAGE, DOCKER, Engine, build, build_serve
 
 # Building the image on a fresh machine (engine, base image, pip) can take minutes: one bound for all.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -321,16 +321,7 @@ def gpu_image(docker_engine: Engine, base_image: str, repo_root: Path) -> str:
     free = shutil.disk_usage(root).free
     if free < GPU_DISK:
         pytest.skip(f"{free / 2**30:.0f} GiB free where the engine keeps images: the GPU image needs ~25")
-    build(
-        docker_engine,
-        repo_root,
-        "--target",
-        "serve",
-        "--build-arg",
-        "VARIANT=gpu",
-        tag="googlenet-serving:gpu",
-    )
-    return "googlenet-serving:gpu"
+    return build_serve(docker_engine, repo_root, "gpu")
 
 
 def test_gpu_variant_has_its_cuda_libraries_and_serves_on_cpu_without_a_gpu(
