@@ -81,6 +81,7 @@ def test_nested_and_flat_json_data_are_the_same_tensor() -> None:
             "datatype must be one of",
         ),
         ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1], "data": []}]}, "non-negative"),
+        ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2**40, 0, 2**40], "data": []}]}, "too large"),
         ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1]}]}, "neither data nor"),
         (
             {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [{"a": 1}]}]},
@@ -165,7 +166,7 @@ def _check_parse(body: bytes, header: str | None) -> None:
 def test_a_huge_declared_shape_costs_nothing_before_it_is_refused() -> None:
     doc = {
         "inputs": [
-            {"name": "x", "datatype": "BYTES", "shape": [2**40, 2**30], "parameters": {"binary_data_size": 4}}
+            {"name": "x", "datatype": "BYTES", "shape": [2**32, 2**30], "parameters": {"binary_data_size": 4}}
         ]
     }
     body, headers = binary_body(doc, bytes(4))
