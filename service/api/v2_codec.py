@@ -90,8 +90,9 @@ def _parameters(raw: object, where: str) -> Parameters:
 def check_shape(raw: object, name: str) -> tuple[int, ...]:
     if not isinstance(raw, list) or len(raw) > MAX_DIMS or not all(_is_int(d) and d >= 0 for d in raw):
         raise BadRequest(f"input {name!r}: shape must be a list of at most {MAX_DIMS} non-negative integers")
-    # numpy refuses a shape whose non-zero dimensions multiply past its index type, even with a 0 among them.
-    if math.prod(d for d in raw if d) > np.iinfo(np.intp).max:
+    # numpy refuses a shape whose non-zero dimensions' bytes (8 at most per element) pass its index type,
+    # even with a 0 among them.
+    if math.prod(d for d in raw if d) > np.iinfo(np.intp).max // 8:
         raise BadRequest(f"input {name!r}: shape {raw} is too large")
     return tuple(raw)
 

@@ -76,8 +76,9 @@ def _both() -> pb.ModelInferRequest:
         (request("INT4", (1,)), "datatype"),
         (request(shape=(1, -2)), "non-negative"),
         (request(shape=(1,) * 9), "at most 8"),
-        (request(shape=(2**31, 2**31), uint_contents=[1]), "needs"),  # counted, never allocated
+        (request(shape=(2**28, 2**28), uint_contents=[1]), "needs"),  # counted, never allocated
         (request(shape=(2**40, 0, 2**40)), "too large"),  # zero elements, but past numpy's index type
+        (request("FP32", (2**61, 0)), "too large"),  # past it in bytes, not in elements
         (_raw(2**31, b"\0" * 8), "need at least"),
         (_raw(1, b"\x09\0\0\0abc"), "declares 9 bytes"),
         (_nan_parameter(), "finite"),
