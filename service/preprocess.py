@@ -55,7 +55,7 @@ def decode(
             if isinstance(image, JpegImageFile):  # MPO (what phones write) is a JPEG subclass: draft applies
                 image.draft("RGB", scaled_size(width, height, shorter_side))
             image.load()
-            image = ImageOps.exif_transpose(image) or image
+            ImageOps.exif_transpose(image, in_place=True)  # a copy of every upright image otherwise
             return _to_rgb(image)
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise InvalidImage(f"cannot decode the image: {exc.__class__.__name__}") from None
