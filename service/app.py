@@ -31,11 +31,11 @@ def create_app(settings: Settings) -> FastAPI:
         # gRPC listens before readiness turns true, so a port that cannot be had fails the start-up.
         servicer = grpc_server.InferenceServicer(serving, catalog(serving), version=app.version)
         grpc = await grpc_server.start(servicer) if settings.grpc_port else None
-        serving.ready = True
+        serving.accepting = True
         try:
             yield
         finally:
-            serving.ready = False
+            serving.accepting = False
             if grpc is not None:  # no new calls; those in flight finish first (docs/deployment.md)
                 await grpc.stop(settings.shutdown_grace_s)
             try:  # every admitted request gets its answer, unless a batch hangs past the grace period
@@ -67,4 +67,4 @@ def create_app(settings: Settings) -> FastAPI:
 def mark_draining(app: FastAPI) -> None:
     """SIGTERM's first step (service/lifecycle.py): readiness false, accepted work continues."""
     if app.state.serving is not None:
-        app.state.serving.ready = False
+        app.state.serving.accepting = False

@@ -59,23 +59,28 @@ class Classifier:
         return self.scheduler.members(count)
 
     def choose(
-        self, images: int, *, crops: int | None, models: int | None, deadline: float | None
+        self, images: int, *, crops: int | None, models: int | None, deadline: float | None,
+        members: list[str] | None = None,
     ) -> tuple[int, list[str]]:
         """crops=auto / ensemble=auto (None): the most accurate Table 3 rung whose estimated
-        completion fits the deadline and the queue-wait bound now (service/ladder.py)."""
-        rungs = ladder.ladder(crops=crops, models=models, members=len(self.names))
+        completion fits the deadline and the queue-wait bound now (service/ladder.py).
+        `members`: the request named its members (a v2 member model): only crops are chosen."""
+        rungs = ladder.ladder(crops=crops, models=len(members) if members else models, members=len(self.names))
         now = asyncio.get_running_loop().time()
+
+        def chosen(mode: ladder.Mode) -> list[str]:
+            return members or self.members(mode.models)
 
         def fits(mode: ladder.Mode) -> bool:
             try:
-                self.scheduler.check(images * mode.crops, self.members(mode.models), deadline=deadline, now=now)
+                self.scheduler.check(images * mode.crops, chosen(mode), deadline=deadline, now=now)
             except ServiceError:
                 return False
             return True
 
         mode = ladder.choose(rungs, fits)
         metrics.AUTO_CHOICES.labels(mode.label).inc()
-        return mode.crops, self.members(mode.models)
+        return mode.crops, chosen(mode)
 
     def check_room(self, rows: int, members: list[str], *, deadline: float | None) -> None:
         """Raise now what admission would say of `rows` (a probe: nothing stays held)."""

@@ -31,6 +31,11 @@ class Scheduler:
     def names(self) -> list[str]:
         return list(self.batchers)
 
+    @property
+    def failure(self) -> Exception | None:
+        """Why no request can ever run again (a device's dispatch loop crashed), or None."""
+        return next((b.executor.error for b in self.batchers.values() if b.executor.error is not None), None)
+
     def members(self, count: int) -> list[str]:
         """The first `count` members, the paper's ensemble order (count 1 = the primary)."""
         if not 1 <= count <= len(self.batchers):

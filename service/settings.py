@@ -66,8 +66,10 @@ class Settings(BaseSettings):
         None, ge=1, le=4096,
         description="Rows (crops) per batch (default: 2 on CPU, where batching buys nothing, 128 on CUDA).",
     )
-    max_queue_delay_ms: float = Field(
-        2.0, ge=0, le=10_000, description="Longest wait from the first queued row before a partial batch runs."
+    max_queue_delay_ms: float | None = Field(
+        None, ge=0, le=10_000,
+        description="Longest wait from the first queued row before a partial batch runs (default: 0 on CPU, "
+        "where a free core gains nothing by waiting for a second row; 2 on CUDA).",
     )
     max_queue_wait_ms: float | None = Field(
         None, gt=0,

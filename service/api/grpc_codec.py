@@ -131,10 +131,13 @@ def parse_infer(request: pb.ModelInferRequest) -> InferenceRequest:
 
 
 def encode_infer(
-    model_name: str, model_version: str, request_id: str | None, outputs: list[Tensor]
+    model_name: str, model_version: str, request_id: str | None, outputs: list[Tensor],
+    parameters: dict[str, int] | None = None,
 ) -> pb.ModelInferResponse:
     """Outputs as raw_output_contents, as Triton answers (tritonclient's as_numpy reads them)."""
     response = pb.ModelInferResponse(model_name=model_name, model_version=model_version, id=request_id or "")
+    for key, value in (parameters or {}).items():
+        response.parameters[key].int64_param = value
     for t in outputs:
         response.outputs.add(name=t.name, datatype=t.datatype, shape=list(t.shape))
         response.raw_output_contents.append(to_binary(t))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -108,7 +109,7 @@ class InferenceServicer:
 
     @_rpc(probe=True)
     async def ServerLive(self, request: pb.ServerLiveRequest, call: Call) -> pb.ServerLiveResponse:
-        return pb.ServerLiveResponse(live=True)
+        return pb.ServerLiveResponse(live=self.serving.failure is None)  # a restart is the fix
 
     @_rpc(probe=True)
     async def ServerReady(self, request: pb.ServerReadyRequest, call: Call) -> pb.ServerReadyResponse:
@@ -161,22 +162,21 @@ class InferenceServicer:
         settings, classifier = self.settings, self.classifier
         model = self._catalog().resolve(request.model_name, request.model_version)
         parsed = grpc_codec.parse_infer(request)
+        remaining_s = call.context.time_remaining() if call.context is not None else None  # the gRPC deadline
         work = v2_infer.plan(
             parsed, model, classifier=classifier, max_images=settings.max_images_per_request,
-            timeout_s=settings.request_timeout_ms / 1000,
+            timeout_s=min(settings.request_timeout_ms / 1000, remaining_s if remaining_s is not None else math.inf),
+            start=asyncio.get_running_loop().time(),
         )
         call.mode = work.mode
-        remaining_s = call.context.time_remaining() if call.context is not None else None  # the gRPC deadline
-        budget_s = min(work.budget_s, remaining_s if remaining_s is not None else float("inf"))
-        deadline = asyncio.get_running_loop().time() + budget_s
-        answer = classifier.probabilities(work.images, work.crops, work.members, deadline=deadline)
+        answer = classifier.probabilities(work.images, work.crops, work.members, deadline=work.deadline)
         try:
-            result = await asyncio.wait_for(answer, budget_s)
+            result = await asyncio.wait_for(answer, work.budget_s)
         except TimeoutError:
-            raise DeadlineExceeded(f"the request's deadline of {budget_s * 1000:g} ms passed") from None
+            raise DeadlineExceeded(f"the request's deadline of {work.budget_s * 1000:g} ms passed") from None
         probabilities = result.values.astype(np.float32, copy=False)
         outputs = v2_infer.outputs(work, probabilities, classifier.labels)
-        return grpc_codec.encode_infer(model.name, model.version, parsed.id, outputs)
+        return grpc_codec.encode_infer(model.name, model.version, parsed.id, outputs, work.parameters)
 
     async def ModelStreamInfer(
         self, requests: AsyncIterator[object], context: grpc.aio.ServicerContext

@@ -1,4 +1,8 @@
-"""Operations endpoints: liveness, readiness (ready once every model is warm), Prometheus metrics."""
+"""Operations endpoints: liveness, readiness (ready once every model is warm), Prometheus metrics.
+
+Liveness fails only when the process can never serve again (a dispatch loop crashed, issue 13):
+that is the one state a restart fixes, so a kubelet or Compose should restart it.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,17 @@ from service.serving import Serving
 router = APIRouter(tags=["health"])
 
 
+def failed(request: Request) -> JSONResponse | None:
+    """The probes' 503 once the service can never serve again, else None."""
+    serving: Serving | None = request.app.state.serving
+    if serving is None or serving.failure is None:
+        return None
+    return JSONResponse({"error": str(serving.failure), "code": "failed"}, status_code=503)
+
+
 @router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    return {"status": "live"}
+async def healthz(request: Request) -> JSONResponse:
+    return failed(request) or JSONResponse({"status": "live"})
 
 
 @router.get("/readyz")
@@ -22,7 +34,7 @@ async def readyz(request: Request) -> JSONResponse:
     serving: Serving | None = request.app.state.serving
     if serving is not None and serving.ready:
         return JSONResponse({"status": "ready", "models": serving.classifier.names})
-    return JSONResponse({"error": "not ready", "code": "not_ready"}, status_code=503)
+    return failed(request) or JSONResponse({"error": "not ready", "code": "not_ready"}, status_code=503)
 
 
 @router.get("/metrics", include_in_schema=False)

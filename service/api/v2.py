@@ -13,11 +13,12 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from service.api import v2_infer
 from service.api.body import read_body
 from service.api.deps import Ready
+from service.api.health import failed
 from service.api.v1 import arrival, run_for_client, still_in_time
 from service.api.v2_catalog import EXTENSIONS, SERVER_NAME, Catalog, V2Model, served_config
 from service.api.v2_codec import InferenceRequest, encode_response, parse_request, raw_request
@@ -48,8 +49,8 @@ async def server_metadata(request: Request) -> dict[str, Any]:
 
 
 @router.get("/health/live")
-async def server_live() -> dict[str, bool]:
-    return {"live": True}
+async def server_live(request: Request) -> JSONResponse:
+    return failed(request) or JSONResponse({"live": True})
 
 
 @router.get("/health/ready")
@@ -124,16 +125,15 @@ async def infer(
     )
     work = v2_infer.plan(
         parsed, model, classifier=classifier, max_images=settings.max_images_per_request,
-        timeout_s=settings.request_timeout_ms / 1000,
+        timeout_s=settings.request_timeout_ms / 1000, start=arrival(request),
     )
     request.state.mode = work.mode
-    deadline = arrival(request) + work.budget_s
-    still_in_time(deadline, work.budget_s)
-    answer = classifier.probabilities(work.images, work.crops, work.members, deadline=deadline)
-    result = await run_for_client(request, answer, deadline, work.budget_s)
+    still_in_time(work.deadline, work.budget_s)
+    answer = classifier.probabilities(work.images, work.crops, work.members, deadline=work.deadline)
+    result = await run_for_client(request, answer, work.deadline, work.budget_s)
     probabilities = result.values.astype(np.float32, copy=False)
     outputs = v2_infer.outputs(work, probabilities, classifier.labels)
-    content, header_length = encode_response(model.name, model.version, parsed.id, outputs)
+    content, header_length = encode_response(model.name, model.version, parsed.id, outputs, work.parameters)
     if header_length is None:
         return Response(content, media_type="application/json")
     return Response(

@@ -305,7 +305,8 @@ def to_binary(tensor: Tensor) -> bytes:
 
 
 def encode_response(
-    model_name: str, model_version: str | None, request_id: str | None, outputs: list[Tensor]
+    model_name: str, model_version: str | None, request_id: str | None, outputs: list[Tensor],
+    parameters: Parameters | None = None,
 ) -> tuple[bytes, int | None]:
     """The response body and, when any output is binary, the JSON header's length
     (the value of the Inference-Header-Content-Length response header)."""
@@ -314,6 +315,8 @@ def encode_response(
         doc["model_version"] = model_version
     if request_id is not None:
         doc["id"] = request_id
+    if parameters:
+        doc["parameters"] = parameters
     entries, blobs = [], []
     for t in outputs:
         entry: dict[str, Any] = {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}

@@ -31,17 +31,30 @@ class InferPlan:
     crops: int
     members: list[str]
     budget_s: float  # the request's time: its `timeout` parameter capped at request_timeout_ms
+    deadline: float  # loop time
+    auto: bool  # crops or models were "auto": the response says what was chosen
     outputs: list[RequestedOutput]
 
     @property
     def mode(self) -> str:
         return f"{self.crops}x{len(self.members)}"  # the bounded `mode` label of the request metrics
 
+    @property
+    def parameters(self) -> dict[str, int]:
+        """Response parameters: what an auto request was given, as /v1 says it (crops, members)."""
+        if not self.auto:
+            return {}
+        return {"crops": self.crops, "models": len(self.members), "evaluations": self.crops * len(self.members)}
 
-def _int_parameter(params: dict[str, Any], key: str, default: int | None) -> int | None:
+
+def _int_parameter(params: dict[str, Any], key: str, default: int | None, *, auto: bool = False) -> Any:
+    """An integer parameter; with `auto`, the string "auto" too (the service chooses, ladder.py)."""
     value = params.get(key, default)
+    if auto and value == "auto":
+        return value
     if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-        raise BadRequest(f"parameter {key} must be an integer, got {value!r}")
+        allowed = 'an integer or "auto"' if auto else "an integer"
+        raise BadRequest(f"parameter {key} must be {allowed}, got {value!r}")
     return value
 
 
@@ -103,26 +116,36 @@ def _requested(parsed: InferenceRequest) -> list[RequestedOutput]:
 
 
 def plan(
-    parsed: InferenceRequest, model: V2Model, *, classifier: Classifier, max_images: int, timeout_s: float
+    parsed: InferenceRequest, model: V2Model, *, classifier: Classifier, max_images: int, timeout_s: float,
+    start: float,
 ) -> InferPlan:
     """Check the request's parameters, input and outputs against `model` (docs/protocol-v2.md,
-    "Request parameters"); `timeout_s` is the server's bound on any request."""
+    "Request parameters"), and settle crops/models "auto" on the Table 3 ladder (service/ladder.py).
+    `timeout_s` is the server's bound on any request, `start` the loop time its clock starts at."""
     params = parsed.parameters
-    crops = _int_parameter(params, "crops", 1)
-    if crops not in CROP_COUNTS or (crops != 1 and not model.encoded):
-        allowed = ", ".join(map(str, CROP_COUNTS)) if model.encoded else "1 (the client made the crops)"
+    crops = _int_parameter(params, "crops", 1, auto=True)
+    if (crops not in CROP_COUNTS and crops != "auto") or (crops != 1 and not model.encoded):
+        allowed = ", ".join(map(str, CROP_COUNTS)) + " or auto" if model.encoded else "1 (the client made the crops)"
         raise BadRequest(f"parameter crops of model {model.name!r} must be {allowed}, got {crops}")
-    count = _int_parameter(params, "models", None)
+    count = _int_parameter(params, "models", None, auto=True)
     if count is not None and not model.ensemble:
         raise BadRequest(f"parameter models applies to the ensemble, not to member {model.name!r}")
-    members = classifier.members(count or len(model.members)) if model.ensemble else list(model.members)
     timeout_us = _int_parameter(params, "timeout", None)  # Triton's per-request timeout, in microseconds
     if timeout_us is not None and timeout_us <= 0:
         raise BadRequest("parameter timeout must be a positive number of microseconds")
     budget_s = min(timeout_us / 1e6 if timeout_us else float("inf"), timeout_s)
     image = _image(parsed, model, max_images)
     images = _encoded_images(image) if model.encoded else image.data
-    return InferPlan(model, images, crops, members, budget_s, _requested(parsed))
+    fixed = None if model.ensemble else list(model.members)
+    auto = crops == "auto" or count == "auto"
+    if auto:
+        crops, members = classifier.choose(
+            len(images), crops=None if crops == "auto" else crops, deadline=start + budget_s, members=fixed,
+            models=None if count == "auto" else count or len(model.members),
+        )
+    else:
+        members = fixed or classifier.members(count or len(model.members))
+    return InferPlan(model, images, crops, members, budget_s, start + budget_s, auto, _requested(parsed))
 
 
 def outputs(plan: InferPlan, probabilities: np.ndarray, labels: list[tuple[str, str]]) -> list[Tensor]:

@@ -27,13 +27,14 @@ def test_cpu_defaults_keep_batches_small_and_one_per_core() -> None:
     assert plan.instances == settings.cpu_count
     # Admission is by estimated wait (issue 13); the row bound is only a memory cap.
     assert (plan.max_queue_wait_ms, plan.max_queue_rows) == (8000.0, 4096)
-    assert plan.max_queue_delay_ms == settings.max_queue_delay_ms
+    assert plan.max_queue_delay_ms == 0.0  # a free core runs the row it has
 
 
 def test_cuda_defaults_batch_large_in_fp16() -> None:
     plan = Plan.resolve(_settings(), "cuda")
     assert (plan.provider, plan.precision, plan.max_batch_size) == ("cuda", "fp16", 128)
     assert (plan.max_queue_rows, plan.max_queue_wait_ms, plan.instances) == (4096, 1000.0, 2)
+    assert plan.max_queue_delay_ms == 2.0
 
 
 def test_explicit_settings_win_over_the_provider_defaults() -> None:

@@ -40,17 +40,17 @@ def test_loaded_refuses_while_the_models_load() -> None:
 def test_loaded_gives_the_serving_object_draining_or_not(serving: Serving, ready: bool) -> None:
     app = FastAPI()
     app.state.serving = serving
-    serving.ready = ready
+    serving.accepting = ready
     assert deps.loaded(_request(app)) is serving
 
 
 def test_ready_passes_a_ready_serving_object(serving: Serving) -> None:
-    serving.ready = True
+    serving.accepting = True
     assert deps.ready(serving) is serving
 
 
 def test_ready_refuses_while_draining(serving: Serving) -> None:
-    serving.ready = False
+    serving.accepting = False
     with pytest.raises(NotReady, match="not ready") as caught:
         deps.ready(serving)
     assert caught.value.status == 503 and caught.value.headers == {"Retry-After": "1"}
@@ -69,7 +69,7 @@ def test_ready_is_built_on_loaded() -> None:
 def test_over_http_loaded_routes_answer_while_draining_and_ready_routes_refuse(tiny_repo: Path) -> None:
     with serve(tiny_repo, models=1, instances=1) as live, live.client() as client:
         real = live.app.state.serving
-        draining = Serving(real.settings, real.repository, real.plan, real.classifier, ready=False)
+        draining = Serving(real.settings, real.repository, real.plan, real.classifier, accepting=False)
         live.app.dependency_overrides[deps.loaded] = lambda: draining
         listed = client.get("/v1/models")  # a Loaded route
         refused = client.get("/v2/models/tiny")  # a Ready route

@@ -18,7 +18,7 @@ import pytest
 import tritonclient.grpc as tgrpc
 import tritonclient.grpc.aio as tgrpc_aio
 
-from tests.conftest import LiveServer, free_port, sample_jpegs, serve
+from tests.conftest import LiveServer, free_port, make_image, sample_jpegs, serve
 from tests.perf_analyzer import profile
 
 TOPK = 5
@@ -90,6 +90,21 @@ def test_sync_client_gets_the_probabilities_of_v1(
     ranked = client.infer(model, [image_input(jpegs)], parameters={"crops": crops},
                           outputs=[tgrpc.InferRequestedOutput("probabilities", class_count=2)])
     assert [int(row[0].split(b":")[1]) for row in ranked.as_numpy("probabilities")] == [e[0][0] for e in expected]
+
+
+def test_crops_auto_over_grpc_answers_with_the_rung_it_chose(
+    live: LiveServer, client: tgrpc.InferenceServerClient
+) -> None:
+    jpeg = make_image(seed=3)
+    # Idle tiny models fit the best rung of each ladder (service/ladder.py); the response says which.
+    member = client.infer("tiny-0", [image_input([jpeg])], parameters={"crops": "auto"})
+    chosen = {k: v.int64_param for k, v in member.get_response().parameters.items()}
+    assert chosen == {"crops": 144, "models": 1, "evaluations": 144}
+    assert_same_as_v1(member.as_numpy("probabilities"), [v1_top(live, jpeg, crops=144)])
+    both = client.infer("tiny", [image_input([jpeg])], parameters={"crops": "auto", "models": "auto"})
+    assert {k: v.int64_param for k, v in both.get_response().parameters.items()}["evaluations"] == 144 * 3
+    fixed = client.infer("tiny-0", [image_input([jpeg])], parameters={"crops": 10})
+    assert not fixed.get_response().parameters  # nothing was chosen: nothing to say
 
 
 def test_asyncio_and_streaming_clients_get_the_probabilities_of_v1(live: LiveServer) -> None:

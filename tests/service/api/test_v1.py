@@ -68,7 +68,7 @@ def test_models_health_and_openapi(server: LiveServer) -> None:
         assert [m["name"] for m in models["members"]] == ["tiny-0", "tiny-1", "tiny-2"]
         assert models["provider"] == "cpu" and len(models["members"][0]["sha256"]) == 64
         # unset limits resolve to the CPU defaults (README, Configuration): the wait bound and the memory cap
-        assert models["batching"] == {"max_batch_size": 8, "max_queue_delay_ms": 2.0,
+        assert models["batching"] == {"max_batch_size": 8, "max_queue_delay_ms": 0.0,
                                       "max_queue_wait_ms": 8000.0, "max_queue_rows": 4096, "instances": 2}
         assert "/v1/classify" in client.get("/openapi.json").json()["paths"]
 

@@ -15,7 +15,7 @@ import pytest
 import tritonclient.http as triton
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import LiveServer, sample_jpegs
+from tests.conftest import LiveServer, make_image, sample_jpegs
 from tests.perf_analyzer import profile
 
 
@@ -87,6 +87,21 @@ def test_real_jpegs_as_bytes_get_the_top1_of_v1_in_binary_and_json(
         outputs=[triton.InferRequestedOutput("probabilities", class_count=2)],
     )
     assert [int(row[0].split(b":")[1]) for row in ranked.as_numpy("probabilities")] == expected
+
+
+def test_crops_auto_over_http_answers_with_the_rung_it_chose(
+    server: LiveServer, client: triton.InferenceServerClient
+) -> None:
+    jpeg = make_image(seed=4)
+    tensor = triton.InferInput("image", [1, 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([[jpeg]], dtype=object))
+    # Idle tiny models fit the best rung (service/ladder.py); a 1-us timeout fits none: the cheapest.
+    roomy = client.infer("tiny-0", [tensor], parameters={"crops": "auto"})
+    assert roomy.get_response()["parameters"] == {"crops": 144, "models": 1, "evaluations": 144}
+    assert v1_top1(server, jpeg, crops=144) == int(np.argmax(roomy.as_numpy("probabilities")))
+    with pytest.raises(triton.InferenceServerException, match="deadline") as refused:
+        client.infer("tiny", [tensor], parameters={"crops": "auto", "models": "auto"}, timeout=1)
+    assert refused.value.status() in ("422", "504")
 
 
 def test_errors_reach_tritonclient_as_messages(client: triton.InferenceServerClient) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -51,12 +52,12 @@ def plan(serving: Serving, catalog: Catalog) -> Plan:
 
     def check(
         name: str, *inputs: Tensor, outputs: list[RequestedOutput] | None = None, max_images: int = 4,
-        timeout_s: float = 30.0, **parameters: object,
+        timeout_s: float = 30.0, start: float = 0.0, **parameters: object,
     ) -> v2_infer.InferPlan:
         request = InferenceRequest(list(inputs), outputs, parameters)  # type: ignore[arg-type]
         model = catalog.resolve(name)
         return v2_infer.plan(
-            request, model, classifier=serving.classifier, max_images=max_images, timeout_s=timeout_s
+            request, model, classifier=serving.classifier, max_images=max_images, timeout_s=timeout_s, start=start
         )
 
     return check
@@ -90,7 +91,7 @@ def test_models_on_a_member_is_a_bad_request(plan: Plan) -> None:
 
 
 def test_crops_must_be_a_paper_count(plan: Plan) -> None:
-    with pytest.raises(BadRequest, match="parameter crops of model 'tiny' must be 1, 10, 144, got 5"):
+    with pytest.raises(BadRequest, match="parameter crops of model 'tiny' must be 1, 10, 144 or auto, got 5"):
         plan("tiny", _encoded(b"x"), crops=5)
 
 
@@ -101,8 +102,38 @@ def test_tensor_models_take_one_crop_only(plan: Plan) -> None:
 
 @pytest.mark.parametrize("value", [True, "10", 1.0])
 def test_integer_parameters_refuse_other_types(plan: Plan, value: object) -> None:
-    with pytest.raises(BadRequest, match=f"parameter crops must be an integer, got {value!r}"):
+    with pytest.raises(BadRequest, match=f'parameter crops must be an integer or "auto", got {value!r}'):
         plan("tiny", _encoded(b"x"), crops=value)
+    with pytest.raises(BadRequest, match=f"parameter timeout must be an integer, got {value!r}"):
+        plan("tiny", _encoded(b"x"), timeout=value)
+
+
+def _auto(plan: Plan, name: str, *inputs: Tensor, timeout_s: float, **parameters: object) -> v2_infer.InferPlan:
+    async def on_a_loop() -> v2_infer.InferPlan:  # the choice reads the loop's clock
+        return plan(name, *inputs, timeout_s=timeout_s, start=asyncio.get_running_loop().time(), **parameters)
+
+    return asyncio.run(on_a_loop())
+
+
+def test_crops_auto_takes_the_best_rung_that_fits_and_says_so(plan: Plan, serving: Serving) -> None:
+    roomy = _auto(plan, "tiny", _encoded(b"x"), timeout_s=3600.0, crops="auto")
+    assert (roomy.crops, roomy.members, roomy.auto) == (144, ["tiny-0", "tiny-1", "tiny-2"], True)
+    assert roomy.parameters == {"crops": 144, "models": 3, "evaluations": 432}
+    tight = _auto(plan, "tiny", _encoded(b"x"), timeout_s=1e-6, crops="auto", models="auto")
+    assert tight.mode == "1x1" and tight.parameters["evaluations"] == 1  # nothing fits: the cheapest
+    member = _auto(plan, "tiny-2", _encoded(b"x"), timeout_s=3600.0, crops="auto")
+    assert member.mode == "144x1" and member.members == ["tiny-2"]  # a member model keeps its member
+
+
+def test_models_auto_holds_the_crops_asked_for(plan: Plan) -> None:
+    work = _auto(plan, "tiny", _encoded(b"x"), timeout_s=3600.0, crops=10, models="auto")
+    assert work.mode == "10x3" and work.parameters == {"crops": 10, "models": 3, "evaluations": 30}
+    assert plan("tiny", _encoded(b"x"), crops=10).parameters == {}  # not auto: nothing to say
+
+
+def test_crops_auto_on_a_tensor_model_is_a_bad_request(plan: Plan) -> None:
+    with pytest.raises(BadRequest, match=r"must be 1 \(the client made the crops\), got auto"):
+        plan("tiny-tensor", _crops(1), crops="auto")
 
 
 def test_timeout_is_microseconds_capped_at_the_servers_bound(plan: Plan) -> None:
