@@ -5,6 +5,7 @@ ratios to the machine's limit and to the baseline, written to docs/benchmarks.md
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import shlex
@@ -86,18 +87,23 @@ def add_bench_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="seconds-long phases: checks the pipeline, not speed")
 
 
-def _one_crop_suite(phases: Phases, config: BenchConfig, capacity: float | None) -> dict[str, Any]:
-    """Closed loop at each concurrency, then open loop at 70% of capacity and at 1.5x capacity."""
-    out: dict[str, Any] = {"closed": {}}
+def _one_crop_suites(suites: dict[str, Phases], config: BenchConfig) -> dict[str, dict[str, Any]]:
+    """Closed loop at each concurrency, then open loop at 70% and 150% of the service's capacity,
+    each phase run on every server in turn (both are up), so a shared machine's drift lands on
+    both sides of a ratio instead of on the server measured last."""
+    out: dict[str, dict[str, Any]] = {label: {"closed": {}} for label in suites}
     for c in config.concurrencies:
-        out["closed"][c] = phases.run(f"1x1 concurrency {c}", "1x1", concurrency=c)
-    measured = max(r["throughput_rps"] for r in out["closed"].values())
-    capacity = capacity or measured
-    out["capacity_rps"] = measured
-    out["at_70"] = phases.run("1x1 open 70% capacity", "1x1", rate=0.7 * capacity,
-                              duration_s=2 * config.phase_s)
-    out["overload"] = phases.run("1x1 open 150% capacity", "1x1", rate=1.5 * capacity,
-                                 timeout_s=60.0, max_outstanding=4096)
+        for label, phases in suites.items():
+            out[label]["closed"][c] = phases.run(f"1x1 concurrency {c}", "1x1", concurrency=c)
+    for label in suites:
+        out[label]["capacity_rps"] = max(r["throughput_rps"] for r in out[label]["closed"].values())
+    capacity = out["service"]["capacity_rps"]  # the same offered loads for every server
+    for key, name, share, extra in (
+        ("at_70", "1x1 open 70% capacity", 0.7, {"duration_s": 2 * config.phase_s}),
+        ("overload", "1x1 open 150% capacity", 1.5, {"timeout_s": 60.0, "max_outstanding": 4096}),
+    ):
+        for label, phases in suites.items():
+            out[label][key] = phases.run(name, "1x1", rate=share * capacity, **extra)
     return out
 
 
@@ -193,12 +199,21 @@ def run_bench(config: BenchConfig) -> int:
         return Phases(server, corpus, phase_s=config.phase_s, warmup_s=config.warmup_s, progress=config.progress,
                       label=label)
 
-    say("(c) the service")
+    say("(c) the service" + (" and (d) the naive baseline, phase by phase" if config.baseline else ""))
     # The service runs with its defaults (issue 13: they must serve every mode measured here).
     service_cmd = ["--model-repository", str(config.model_repository), "--providers", "cpu",
                    "--log-level", "warning", *config.service_args]
-    with ServerProcess("service", service_cmd, log=log) as server:
-        report["service"] = _one_crop_suite(phases(server, "service"), config, None)
+    baseline_cmd = ["--model-repository", str(config.model_repository), "--providers", "cpu"]
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(ServerProcess("service", service_cmd, log=log))
+        suites = {"service": phases(server, "service")}
+        if config.baseline:
+            base_log = RUNS / "bench-baseline.log"
+            base = stack.enter_context(ServerProcess("loadtest.baseline", baseline_cmd, log=base_log))
+            suites["baseline"] = phases(base, "baseline")
+        report.update(_one_crop_suites(suites, config))
+        if config.baseline:  # the rest is the service's alone: the baseline's memory goes back now
+            base.stop()
         report["service"]["mixed"] = _mixed(phases(server, "service"), config, report["service"]["capacity_rps"],
                                             members)
         with urllib.request.urlopen(f"{server.url}/v1/models", timeout=10) as answer:
@@ -206,12 +221,6 @@ def run_bench(config: BenchConfig) -> int:
         report["service"]["modes"] = _heavy_modes(phases(server, "service"), config)
         profiled = 32 if 32 in config.concurrencies else config.concurrencies[-1]
         report["profile"] = _profile(phases(server, "service"), config, profiled)
-    if config.baseline:
-        say("(d) the naive baseline")
-        baseline_cmd = ["--model-repository", str(config.model_repository), "--providers", "cpu"]
-        with ServerProcess("loadtest.baseline", baseline_cmd, log=log) as server:
-            # The same offered loads as the service's: its measured capacity sets both open-loop rates.
-            report["baseline"] = _one_crop_suite(phases(server, "baseline"), config, report["service"]["capacity_rps"])
     report["duration_s"] = time.monotonic() - started
     benchdoc.write(report, config.output, config.plots)
     one = report["limits"]["1x1"]["images_per_s"]

@@ -143,7 +143,8 @@ def render(report: dict[str, Any], plots: dict[str, str], notes: str) -> str:
         "# Benchmarks",
         "",
         ("Written by `python -m loadtest bench` (docs/loadtest.md); numbers are from one run on the machine "
-        "below. Compare ratios, not absolute times: the limit and the baseline were measured in the same run."),
+        "below. Compare ratios, not absolute times: the limit and the baseline were measured in the same run, "
+        "the baseline phase by phase with the service."),
         "",
         f"- Machine: {m['cpu']}, {m['cores']} cores ({m['simd']}), {m['memory_gib']} GiB, {m['os']}",
         f"- Software: Python {m['python']}, ONNX Runtime {m['onnxruntime']}; commit {m['commit']}",

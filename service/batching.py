@@ -86,44 +86,25 @@ class Batcher:
     """
 
     def __init__(
-        self,
-        run_batch: RunBatch,
-        *,
-        name: str,
-        max_batch_size: int,
-        max_delay_s: float,
-        max_queue_rows: int,
-        concurrency: int = 1,
-        executor: DeviceExecutor | None = None,
-        run_wide: RunBatch | None = None,
+        self, run_batch: RunBatch, *, name: str, max_batch_size: int, max_delay_s: float, max_queue_rows: int,
+        concurrency: int = 1, executor: DeviceExecutor | None = None, run_wide: RunBatch | None = None,
         cost: CostModel | None = None,
     ) -> None:
         if max_batch_size < 1 or max_queue_rows < 1 or concurrency < 1 or max_delay_s < 0:
             raise ValueError("max_batch_size, max_queue_rows and concurrency must be >= 1, max_delay_s >= 0")
-        self.name = name
-        self.max_batch_size = max_batch_size
-        self.max_delay_s = max_delay_s
+        self.name, self.max_batch_size, self.max_delay_s = name, max_batch_size, max_delay_s
         self.max_queue_rows = max_queue_rows
         self.executor = executor or DeviceExecutor(concurrency, name=name)
-        self.can_run_wide = run_wide is not None
-        self.cost = cost
+        self.can_run_wide, self.cost = run_wide is not None, cost
         self.running: set[asyncio.Task[None]] = set()
         self.accepting = False
         self._run_batch, self._run_wide = run_batch, run_wide
-        self._jobs: list[_Job] = []
+        self.jobs: list[_Job] = []  # admitted, with rows still waiting for a batch
         self._sent: set[_Job] = set()  # every row in batches, not all back yet
-        self._queued_rows = 0  # rows waiting for a batch
+        self.queued_rows = 0  # rows waiting for a batch
         self._reservations: Counter[int] = Counter()  # room held for rows still being prepared, per request
         self._changed = asyncio.Event()  # a batch was cut or finished: lets drain() wait without polling
         self._queue_gauge = metrics.QUEUE_ROWS.labels(name)
-
-    @property
-    def jobs(self) -> list[_Job]:
-        return self._jobs
-
-    @property
-    def queued_rows(self) -> int:
-        return self._queued_rows
 
     @property
     def reserved_rows(self) -> int:
@@ -131,17 +112,17 @@ class Batcher:
 
     @property
     def oldest(self) -> float:
-        return self._jobs[0].enqueued
+        return self.jobs[0].enqueued
 
     @property
     def _held(self) -> int:  # what the memory cap counts: rows queued and room reserved
-        return self._queued_rows + self.reserved_rows
+        return self.queued_rows + self.reserved_rows
 
     def backlog(self) -> Iterator[int]:
         """Rows each admitted request still has to run here (reserved, queued or in a batch)."""
         for rows, n in self._reservations.items():
             yield from itertools.repeat(rows, n)
-        for job in (*self._jobs, *self._sent):
+        for job in (*self.jobs, *self._sent):
             yield len(job.rows) - job.done
 
     def fits(self, rows: int) -> bool:
@@ -152,18 +133,16 @@ class Batcher:
         self.executor.attach(self)
 
     def reserve(self, rows: int) -> None:
-        """Hold room for `rows` not yet prepared; `submit(..., reserved=True)` or `release` ends the hold.
-
-        Raises `NotReady` or `Overloaded` as `submit` would, so a request is refused before it costs work.
-        """
+        """Hold room for `rows` not yet prepared, until `submit(..., reserved=True)` or `release`;
+        raises `NotReady` or `Overloaded` as `submit` would, before the request costs work."""
         self._admit(rows)
         self._reservations[rows] += 1
-        self._show_queue()
+        self._queue(0)
 
     def release(self, rows: int) -> None:
         """Give back reserved room whose rows will never come (a bad image, a client gone)."""
         self._unreserve(rows)
-        self._show_queue()
+        self._queue(0)
         self._changed.set()
 
     def _unreserve(self, rows: int) -> None:
@@ -175,9 +154,7 @@ class Batcher:
         self, rows: np.ndarray, *, deadline: float | None = None, reserved: bool = False
     ) -> asyncio.Future[Result]:
         """Queue `rows` [k, ...]; the future gets a `Result`. Raises `Overloaded` if they don't fit.
-
-        `reserved`: room for these rows was reserved, so they are taken even while draining.
-        """
+        `reserved`: room for these rows was reserved, so they are taken even while draining."""
         if len(rows) == 0:
             raise ValueError("no rows to run")
         if reserved:
@@ -190,8 +167,8 @@ class Batcher:
             self._admit(len(rows))
         loop = asyncio.get_running_loop()
         job = _Job(rows, loop.create_future(), deadline, loop.time())
-        self._jobs.append(job)
-        self._set_queued(self._queued_rows + len(rows))
+        self.jobs.append(job)
+        self._queue(len(rows))
         self.executor.notify()
         self._changed.set()
         return job.future
@@ -206,21 +183,21 @@ class Batcher:
 
     def take(self, now: float) -> list[_Slice]:
         """Cut the next batch: drop gone and expired jobs, then serve the least-served first."""
-        for job in [j for j in self._jobs if j.future.done() or (j.deadline is not None and now >= j.deadline)]:
+        for job in [j for j in self.jobs if j.future.done() or (j.deadline is not None and now >= j.deadline)]:
             self._drop(job)
             if not job.future.done():
                 job.future.set_exception(DeadlineExceeded("the request's deadline passed while it was queued"))
         batch = []
-        for job, n in fair_cut.cut(self._jobs, self.max_batch_size):
+        for job, n in fair_cut.cut(self.jobs, self.max_batch_size):
             batch.append(_Slice(job, job.sent, job.sent + n))
             metrics.QUEUE_WAIT.labels(self.name).observe(now - job.enqueued)
             if job.sent == 0:
                 job.first_sent = now
             job.sent += n
             if job.waiting == 0:
-                self._jobs.remove(job)
+                self.jobs.remove(job)
                 self._sent.add(job)
-        self._set_queued(self._queued_rows - sum(s.stop - s.start for s in batch))
+        self._queue(-sum(s.stop - s.start for s in batch))
         self._changed.set()
         return batch
 
@@ -280,26 +257,23 @@ class Batcher:
 
     def _fail(self, job: _Job, exc: Exception) -> None:
         self._sent.discard(job)
-        if job in self._jobs:
+        if job in self.jobs:
             self._drop(job)
         if not job.future.done():
             job.future.set_exception(exc)
 
     def fail_all(self, exc: Exception) -> None:
         """Fail every queued request now (the executor's loop crashed: nothing would run them)."""
-        for job in list(self._jobs):
+        for job in list(self.jobs):
             self._fail(job, exc)
         self._changed.set()
 
     def _drop(self, job: _Job) -> None:
-        self._jobs.remove(job)
-        self._set_queued(self._queued_rows - job.waiting)
+        self.jobs.remove(job)
+        self._queue(-job.waiting)
 
-    def _set_queued(self, rows: int) -> None:
-        self._queued_rows = rows
-        self._show_queue()
-
-    def _show_queue(self) -> None:
+    def _queue(self, rows: int) -> None:  # rows more (or fewer) waiting; the gauge shows what the cap counts
+        self.queued_rows += rows
         self._queue_gauge.set(self._held)
 
     async def drain(self) -> None:
@@ -308,7 +282,7 @@ class Batcher:
         self.executor.notify()  # no more rows can come: close the open window now
         while True:
             self._changed.clear()
-            if not (self._jobs or self.running or self._reservations):
+            if not (self.jobs or self.running or self._reservations):
                 return
             if self.running:
                 await asyncio.wait(set(self.running))
@@ -319,5 +293,5 @@ class Batcher:
         """Stop now: fail whatever is still queued or running with `NotReady`."""
         self.accepting = False
         await self.executor.detach(self)
-        for job in list(self._jobs):
+        for job in list(self.jobs):
             self._fail(job, NotReady(f"model {self.name} stopped before the request ran"))
