@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,6 +26,10 @@ def create_app(settings: Settings) -> FastAPI:
         logs.configure(settings.log_level, fmt=settings.log_format)  # before the first line of start-up
         serving: Serving = await asyncio.to_thread(open_serving, settings)
         await asyncio.to_thread(gpu.install)  # GPU gauges only where NVML sees a device
+        if serving.device is not None:
+            held = await asyncio.to_thread(gpu.process_memory_bytes, os.getpid(), settings.device_id)
+            log.info("GPU memory held at ready: %s MiB (arena bound %d MiB)",
+                     "unknown" if held is None else held >> 20, settings.gpu_memory_limit_mib)
         scheduler = serving.classifier.scheduler
         app.state.serving = serving
         scheduler.start()
@@ -43,7 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
             except TimeoutError:
                 log.warning("requests still queued after %.0f s of grace; failing them", settings.shutdown_grace_s)
             await scheduler.stop()
-            serving.classifier.close()
+            serving.close()
 
     app = FastAPI(
         title="GoogLeNet inference service",

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -26,8 +27,19 @@ from service.errors import DeadlineExceeded, InferenceFailed, NotReady, Overload
 from service.executor import DeviceExecutor
 
 log = logging.getLogger(__name__)
-RunBatch = Callable[[np.ndarray], np.ndarray]
 _seq = itertools.count()
+
+
+class TimedRun(Protocol):
+    """What a run may return instead of bare outputs: where the batch's time went (service/runtime.py)."""
+
+    outputs: np.ndarray
+    copy_in_s: float
+    compute_s: float
+    copy_out_s: float
+
+
+RunBatch = Callable[[np.ndarray], "np.ndarray | TimedRun"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,10 @@ class Result:
     outputs: np.ndarray
     queue_s: float  # from admission to its first batch starting
     run_s: float  # from its first batch starting to its last batch ending
+    batches: int = 1
+    copy_in_s: float = 0.0  # summed over its batches: host rows to the device
+    compute_s: float = 0.0  # the runs themselves
+    copy_out_s: float = 0.0  # outputs back to the host
 
 
 @dataclass(eq=False)
@@ -52,6 +68,7 @@ class _Job:
     done: int = 0  # rows whose outputs came back
     first_sent: float = 0.0
     out: np.ndarray | None = None
+    stages: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])  # batches, copy in, compute, copy out
 
     @property
     def waiting(self) -> int:
@@ -208,7 +225,7 @@ class Batcher:
             parts = [s.job.rows[s.start : s.stop] for s in batch]
             rows = sum(len(p) for p in parts)
             started = time.perf_counter()
-            out = await loop.run_in_executor(pool, self._call, parts, wide)
+            out, stages = await loop.run_in_executor(pool, self._call, parts, wide)
             if len(out) != rows:
                 raise RuntimeError(f"run_batch returned {len(out)} outputs for {rows} rows")
         except asyncio.CancelledError:  # stopped: no caller may hang
@@ -234,13 +251,20 @@ class Batcher:
         offset, now = 0, loop.time()
         for s in batch:
             n = s.stop - s.start
+            for i, seconds in enumerate((1.0, *stages)):
+                s.job.stages[i] += seconds
             self._deliver(s, out[offset : offset + n], now)
             offset += n
 
-    def _call(self, parts: list[np.ndarray], wide: bool) -> np.ndarray:
-        # In the slot's thread: copying a large batch together would stall the event loop.
+    def _call(self, parts: list[np.ndarray], wide: bool) -> tuple[np.ndarray, tuple[float, float, float]]:
+        # In the slot's thread: joining a large batch's rows would stall the event loop.
+        started = time.perf_counter()
         rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        return (self._run_wide if wide and self._run_wide else self._run_batch)(rows)
+        joined = time.perf_counter() - started  # counted as copying in
+        done = (self._run_wide if wide and self._run_wide else self._run_batch)(rows)
+        if isinstance(done, np.ndarray):
+            return done, (joined, 0.0, 0.0)
+        return done.outputs, (joined + done.copy_in_s, done.compute_s, done.copy_out_s)
 
     def _deliver(self, s: _Slice, out: np.ndarray, now: float) -> None:
         job = s.job
@@ -253,7 +277,10 @@ class Batcher:
         job.done += s.stop - s.start
         if job.done == len(job.rows):
             self._sent.discard(job)
-            job.future.set_result(Result(job.out, job.first_sent - job.enqueued, now - job.first_sent))
+            batches, copy_in, compute, copy_out = job.stages
+            job.future.set_result(Result(
+                job.out, job.first_sent - job.enqueued, now - job.first_sent, int(batches), copy_in, compute, copy_out
+            ))
 
     def _fail(self, job: _Job, exc: Exception) -> None:
         self._sent.discard(job)

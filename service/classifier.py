@@ -1,4 +1,4 @@
-"""Classifier: encoded images -> top-k answers, the request path of design.md 2 minus HTTP.
+"""Classifier: encoded images -> top-k answers, the request path (docs/architecture.md) minus HTTP.
 
 Admission (by estimated time, then queue room) comes first, then decoding and cropping run in a
 thread pool; rows go through the scheduler to every member; probabilities are averaged over crops,
@@ -8,27 +8,46 @@ then members, then ranked.
 from __future__ import annotations
 
 import asyncio
+import io
+import math
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
+from PIL import Image
 
 from service import ladder, metrics
+from service.admission import PreprocessCost
+from service.batching import Result
+from service.crops import CROP, CROP_COUNTS, crop_plan, largest_scale
 from service.errors import DeadlineExceeded, InvalidImage, ServiceError
 from service.postprocess import Prediction, average, top_k
-from service.preprocess import preprocess
+from service.preprocess import decode, fill_crops, scale_groups
 from service.scheduling import Scheduler
 
+T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Probabilities:
     values: np.ndarray  # images x 1000
     members: list[str]
     preprocess_s: float  # admission to rows ready: waiting for a decode thread, then decoding
-    queue_s: float
-    inference_s: float
+    results: list[Result]  # one per member, in `members` order
+    decode_s: float = 0.0  # summed over the images
+    crops_s: float = 0.0
+
+    @property
+    def queue_s(self) -> float:
+        return max(r.queue_s for r in self.results)
+
+    @property
+    def inference_s(self) -> float:
+        return max(r.run_s for r in self.results)
 
 
 @dataclass(frozen=True)
@@ -37,17 +56,48 @@ class Classification:
     crops: int
     evaluations: int  # per image: crops x members, the paper's "cost" (Table 3)
     predictions: list[list[Prediction]]  # one list per image, best first
-    timings_ms: dict[str, float] = field(default_factory=dict)
+    timings_ms: dict[str, object] = field(default_factory=dict)  # stage -> ms, and "runs": one dict per member
 
 
 class Classifier:
     def __init__(
-        self, scheduler: Scheduler, labels: list[tuple[str, str]], *, max_pixels: int, max_aspect: float, threads: int
+        self, scheduler: Scheduler, labels: list[tuple[str, str]], *, max_pixels: int, max_aspect: float, threads: int,
+        prep_cost: PreprocessCost | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.labels = labels
         self.max_pixels, self.max_aspect = max_pixels, max_aspect
+        self.threads = threads
+        self.prep_cost = prep_cost or PreprocessCost()
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="preprocess")
+        self._decoding: Counter[int] = Counter()  # images admitted and not yet cropped, by crop count
+        self._decoding_lock = threading.Lock()
+
+    def calibrate(self) -> None:
+        """Seed the decode cost of each crop count on a generated ImageNet-sized photo (500 x 375 JPEG),
+        best of three, so admission knows it before the first request."""
+        rng = np.random.default_rng(0)
+        y, x = np.mgrid[0:375, 0:500]
+        pixels = np.stack([x * 0.5, y * 0.6, (x + y) * 0.25], axis=-1) + rng.normal(0, 12, (375, 500, 3))
+        encoded = io.BytesIO()
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(encoded, format="JPEG", quality=90)
+        never = threading.Event()
+        for crops in CROP_COUNTS:
+            times = []
+            for _ in range(3):
+                image, decode_s = self._decode(encoded.getvalue(), crops, never)
+                plan = crop_plan(image.width, image.height, crops)
+                out = np.empty((len(plan), CROP, CROP, 3), dtype=np.uint8)
+                times.append(decode_s + self._fill(image, plan, out, never))
+            self.prep_cost.seed(crops, min(times))
+
+    def prepare_estimate(self, images: int, crops: int) -> float:
+        """Seconds until a request's rows are ready: the decode threads finish the images admitted
+        before it, then its own (in parallel, up to one thread each)."""
+        with self._decoding_lock:
+            ahead = sum(n * self.prep_cost.per_image(c) for c, n in self._decoding.items())
+        own = self.prep_cost.per_image(crops) * math.ceil(images / self.threads)
+        return ahead / self.threads + own
 
     @property
     def names(self) -> list[str]:
@@ -73,7 +123,8 @@ class Classifier:
 
         def fits(mode: ladder.Mode) -> bool:
             try:
-                self.scheduler.check(images * mode.crops, chosen(mode), deadline=deadline, now=now)
+                prepare_s = self.prepare_estimate(images, mode.crops)
+                self.scheduler.check(images * mode.crops, chosen(mode), deadline=deadline, now=now, prepare_s=prepare_s)
             except ServiceError:
                 return False
             return True
@@ -87,39 +138,71 @@ class Classifier:
         with self.scheduler.admit(rows, members, deadline=deadline):
             pass
 
-    def _preprocess(self, data: bytes, crops: int) -> np.ndarray:
+    def _decode(self, data: bytes, crops: int, failed: threading.Event) -> tuple[Image.Image, float]:
+        if failed.is_set():
+            raise InvalidImage("skipped: another image of the request failed")
         started = time.perf_counter()
-        rows = preprocess(data, crops, max_pixels=self.max_pixels, max_aspect=self.max_aspect)
-        metrics.PREPROCESS_DURATION.labels(str(crops)).observe(time.perf_counter() - started)
-        return rows
-
-    async def prepare(self, images: list[bytes], crops: int) -> np.ndarray:
-        """Decode and crop every image off the event loop: uint8 [images x crops, 224, 224, 3].
-
-        When one image fails (or the request is cancelled) the decodes not yet started are dropped
-        and those running are waited for, so the request's reservation is released only once the
-        pool holds nothing of it: a garbage first image no longer leaves 15 decodes queued (issue 12).
-        """
-        failed = threading.Event()  # set by the first failure, in its thread: queued siblings skip at once
-
-        def job(data: bytes) -> np.ndarray:
-            if failed.is_set():
-                raise InvalidImage("skipped: another image of the request failed")
-            try:
-                return self._preprocess(data, crops)
-            except BaseException:
-                failed.set()
-                raise
-
-        jobs = [self._executor.submit(job, d) for d in images]
         try:
-            parts = await asyncio.gather(*map(asyncio.wrap_future, jobs))
+            shorter = largest_scale(crops)
+            image = decode(data, max_pixels=self.max_pixels, shorter_side=shorter, max_aspect=self.max_aspect)
+        except BaseException:
+            failed.set()  # in its thread: the request's queued decodes skip at once
+            raise
+        return image, time.perf_counter() - started
+
+    @staticmethod
+    def _fill(image: Image.Image, plan: list, out: np.ndarray, failed: threading.Event) -> float:
+        if failed.is_set():
+            raise InvalidImage("skipped: another image of the request failed")
+        started = time.perf_counter()
+        fill_crops(image, plan, out)
+        return time.perf_counter() - started
+
+    async def prepare(self, images: list[bytes], crops: int) -> tuple[np.ndarray, float, float]:
+        """Decode and crop every image off the event loop: (uint8 [images x crops, 224, 224, 3],
+        decode seconds, crop seconds), the seconds summed over images.
+
+        When one image fails (or the request is cancelled) the work not yet started is dropped and
+        the work running is waited for, so the request's reservation is released only once the
+        pool holds nothing of it: a garbage first image leaves no 15 decodes queued.
+        """
+        failed = threading.Event()
+        submitted: list[Future] = []
+
+        def pool(fn: Callable[..., T], *args: object) -> asyncio.Future[T]:
+            future = self._executor.submit(fn, *args, failed)
+            submitted.append(future)
+            return asyncio.wrap_future(future)
+
+        async def one(data: bytes) -> tuple[np.ndarray, float, float]:
+            image, decode_s = await pool(self._decode, data, crops)
+            plan = crop_plan(image.width, image.height, crops)
+            out = np.empty((len(plan), CROP, CROP, 3), dtype=np.uint8)
+            # The 144 crops' four scales in parallel: as one thread they are most of a GPU request's time.
+            groups = scale_groups(plan) if len(plan) > 10 else [slice(0, len(plan))]
+            crops_s = sum(await asyncio.gather(*(pool(self._fill, image, plan[g], out[g]) for g in groups)))
+            metrics.PREPROCESS_DURATION.labels(str(crops)).observe(decode_s + crops_s)
+            self.prep_cost.observe(crops, decode_s + crops_s)
+            return out, decode_s, crops_s
+
+        with self._decoding_lock:
+            self._decoding[crops] += len(images)
+        tasks = [asyncio.ensure_future(one(d)) for d in images]
+        try:
+            parts = await asyncio.gather(*tasks)
         except BaseException:
             failed.set()
-            running = [job for job in jobs if not job.cancel()]
+            for task in tasks:  # no more submissions; queued work is cancelled with its future
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            running = [f for f in submitted if not f.cancel()]
             await asyncio.gather(*map(asyncio.wrap_future, running), return_exceptions=True)
             raise
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        finally:
+            with self._decoding_lock:
+                self._decoding[crops] -= len(images)
+        rows = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
+        return rows, sum(p[1] for p in parts), sum(p[2] for p in parts)
 
     async def probabilities(
         self, images: list[bytes] | np.ndarray, crops: int, members: list[str], *, deadline: float | None
@@ -131,18 +214,20 @@ class Classifier:
         could never meet its deadline (422), before it costs any work.
         """
         started = time.perf_counter()
-        with self.scheduler.admit(len(images) * crops, members, deadline=deadline) as admission:
-            rows = images if isinstance(images, np.ndarray) else await self.prepare(images, crops)
-            preprocess_s = time.perf_counter() - started
+        encoded = not isinstance(images, np.ndarray)
+        prepare_s = self.prepare_estimate(len(images), crops) if encoded else 0.0
+        decode_s = crops_s = 0.0
+        with self.scheduler.admit(len(images) * crops, members, deadline=deadline, prepare_s=prepare_s) as admission:
+            if encoded:
+                rows, decode_s, crops_s = await self.prepare(images, crops)
+            else:
+                rows = images
+            ready_s = time.perf_counter() - started
             if deadline is not None and asyncio.get_running_loop().time() >= deadline:
                 raise DeadlineExceeded("the request's deadline passed before it was queued")
             results = await admission.run(rows, deadline=deadline)
         return Probabilities(
-            average([r.outputs for r in results], len(images)),
-            members,
-            preprocess_s,
-            max(r.queue_s for r in results),
-            max(r.run_s for r in results),
+            average([r.outputs for r in results], len(images)), members, ready_s, results, decode_s, crops_s
         )
 
     async def classify(
@@ -151,10 +236,20 @@ class Classifier:
         started = time.perf_counter()
         probs = await self.probabilities(images, crops, members, deadline=deadline)
         timings = {
+            "decode": probs.decode_s * 1000,
+            "crops": probs.crops_s * 1000,
             "preprocess": probs.preprocess_s * 1000,
             "queue": probs.queue_s * 1000,
+            "copy_in": sum(r.copy_in_s for r in probs.results) * 1000,
+            "compute": sum(r.compute_s for r in probs.results) * 1000,
+            "copy_out": sum(r.copy_out_s for r in probs.results) * 1000,
             "inference": probs.inference_s * 1000,
             "total": (time.perf_counter() - started) * 1000,
+            "runs": [
+                {"model": m, "batches": r.batches, "queue": r.queue_s * 1000, "copy_in": r.copy_in_s * 1000,
+                 "compute": r.compute_s * 1000, "copy_out": r.copy_out_s * 1000, "inference": r.run_s * 1000}
+                for m, r in zip(members, probs.results, strict=True)
+            ],
         }
         predictions = [top_k(p, topk, self.labels) for p in probs.values]
         return Classification(members, crops, crops * len(members), predictions, timings)

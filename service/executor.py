@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Protocol
 
 from service import fair_cut
@@ -41,19 +41,28 @@ class Member(Protocol):
     @property
     def oldest(self) -> float: ...
     def take(self, now: float) -> list: ...
-    async def run(self, batch: list, pool: ThreadPoolExecutor, *, wide: bool) -> None: ...
+    async def run(self, batch: list, pool: Executor, *, wide: bool) -> None: ...
     def fail_all(self, exc: Exception) -> None: ...
 
 
 class DeviceExecutor:
-    def __init__(self, slots: int, *, name: str = "device") -> None:
+    """`lanes`: one single-thread executor per slot, a batch in slot i runs on lane i (CUDA: each
+    lane's thread owns its sessions, service/cuda.py); without them the slots share a thread pool."""
+
+    def __init__(self, slots: int, *, name: str = "device", lanes: Sequence[Executor] | None = None) -> None:
         if slots < 1:
             raise ValueError("a device needs at least one run slot")
+        if lanes is not None and len(lanes) != slots:
+            raise ValueError(f"{slots} slots need {slots} lanes, got {len(lanes)}")
         self.slots, self.name = slots, name
         self.error: Exception | None = None  # set when the dispatch loop crashed
         self._members: list[Member] = []
         self._free = asyncio.Semaphore(slots)
-        self._pool = ThreadPoolExecutor(slots, thread_name_prefix=f"run-{name}")
+        self._own_pool = lanes is None
+        self._lanes: list[Executor] = (
+            list(lanes) if lanes is not None else [ThreadPoolExecutor(slots, thread_name_prefix=f"run-{name}")] * slots
+        )
+        self._idle_lanes = list(range(slots))  # which lane each acquired slot runs on
         self._arrived = asyncio.Event()
         self._in_flight = 0
         self._task: asyncio.Task[None] | None = None
@@ -83,7 +92,8 @@ class DeviceExecutor:
         if not self._members and self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            if self._own_pool:
+                self._lanes[0].shutdown(wait=False, cancel_futures=True)
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or task.exception() is None:
@@ -126,15 +136,17 @@ class DeviceExecutor:
                 while held < self.slots and not self._free.locked():  # every slot is free: no waiting
                     await self._free.acquire()
                     held += 1
-            task = loop.create_task(self._run(member, batch, held))
+            lane = self._idle_lanes.pop()
+            task = loop.create_task(self._run(member, batch, held, lane))
             member.running.add(task)
             task.add_done_callback(member.running.discard)
 
-    async def _run(self, member: Member, batch: list, held: int) -> None:
+    async def _run(self, member: Member, batch: list, held: int, lane: int) -> None:
         self._in_flight += 1
         try:
-            await member.run(batch, self._pool, wide=held > 1)
+            await member.run(batch, self._lanes[lane], wide=held > 1)
         finally:
             self._in_flight -= 1
+            self._idle_lanes.append(lane)
             for _ in range(held):
                 self._free.release()

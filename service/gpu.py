@@ -91,3 +91,17 @@ def install(registry: CollectorRegistry = REGISTRY) -> bool:
     registry.register(collector)
     _installed[id(registry)] = collector
     return True
+
+
+def process_memory_bytes(pid: int, device_index: int = 0) -> int | None:
+    """Device memory `pid` holds on GPU `device_index` (NVML), or None where NVML cannot tell."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)
+        processes = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
+    except Exception:  # no library, no driver, no device: nothing to report
+        return None
+    used = [p.usedGpuMemory for p in processes if p.pid == pid and p.usedGpuMemory is not None]
+    return sum(used) if used else None

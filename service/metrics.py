@@ -59,6 +59,15 @@ MODEL_INFO = Gauge(
 SECONDS_PER_ROW = Gauge(
     "googlenet_row_cost_seconds", "Estimated run-slot seconds per row (crop) of each model (admission).", ["model"]
 )
+BATCH_OVERHEAD = Gauge(
+    "googlenet_batch_overhead_seconds",
+    "Estimated run-slot seconds of each model's batch whatever its rows (admission: fixed + rows x row cost).",
+    ["model"],
+)
+PREPROCESS_COST = Gauge(
+    "googlenet_preprocess_cost_seconds", "Estimated decode-thread seconds per image, by crop count (admission).",
+    ["crops"],
+)
 ESTIMATED_WAIT = Histogram(
     "googlenet_estimated_wait_seconds", "Estimated wait of admitted requests (work ahead under the fair cut).",
     buckets=_LATENCY_BUCKETS,
@@ -74,6 +83,11 @@ ACTUAL_COMPLETION = Histogram(
 ESTIMATE_RATIO = Histogram(
     "googlenet_completion_estimate_ratio", "Actual over estimated completion time of each admitted request.",
     buckets=(0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2, 3, 5),
+)
+CUDA_GRAPH_FALLBACKS = Counter(
+    "googlenet_cuda_graph_fallbacks",
+    "Batch-size buckets served without a CUDA graph because its capture failed or replayed differently.",
+    ["model"],
 )
 AUTO_CHOICES = Counter(
     "googlenet_auto_choices", "Configurations chosen by crops=auto / ensemble=auto, by mode (crops x models).",

@@ -74,35 +74,68 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def crops_from_image(image: Image.Image, crops: int) -> np.ndarray:
-    """Apply the crop plan; each view is made once and mirrored as a slice.
-
-    At an ordinary aspect ratio each scale is resized once and the views are slices of it. Past
-    `WHOLE_SCALE_MAX_ASPECT` each view is resized straight from the source region it covers
-    instead: a whole scale of a 1 x 300 image at shorter side 352 would be 352 x 105,600 pixels,
-    a decompression bomb in a 74-byte PNG (issue 12). A single crop always takes the region path.
-    """
+    """Apply the crop plan of `crops` crops: uint8 [crops, 224, 224, 3]."""
     plan = crop_plan(image.width, image.height, crops)
     out = np.empty((len(plan), CROP, CROP, 3), dtype=np.uint8)  # k x 224 x 224 x 3
-    whole_scales = len(plan) > 1 and max(image.size) <= WHOLE_SCALE_MAX_ASPECT * min(image.size)
-    scaled: dict[tuple[int, int], np.ndarray] = {}
-    views: dict[tuple[tuple[int, int], tuple[int, int, int, int]], np.ndarray] = {}
-    for i, crop in enumerate(plan):
-        view = views.get((crop.size, crop.box))
-        if view is None:
-            view = _slice_of_scale(image, crop, scaled) if whole_scales else _resize_box(image, crop)
-            views[crop.size, crop.box] = view
-        out[i] = view[:, ::-1] if crop.mirror else view
+    fill_crops(image, plan, out)
     return out
 
 
-def _slice_of_scale(image: Image.Image, crop: Crop, scaled: dict[tuple[int, int], np.ndarray]) -> np.ndarray:
-    if crop.size not in scaled:
-        scaled[crop.size] = np.asarray(image.resize(crop.size, _RESAMPLE))  # H x W x 3
+def scale_groups(plan: list[Crop]) -> list[slice]:
+    """The plan's runs of crops taken at one scale: independent work, for several threads."""
+    groups, start = [], 0
+    for i in range(1, len(plan) + 1):
+        if i == len(plan) or plan[i].size != plan[start].size:
+            groups.append(slice(start, i))
+            start = i
+    return groups
+
+
+def fill_crops(image: Image.Image, plan: list[Crop], out: np.ndarray) -> None:
+    """Write the crop `plan[i]` into `out[i]`; each view is made once, its mirror is a slice.
+
+    At an ordinary aspect ratio each scale is resized once, and it and its left-right flip are
+    sliced: every crop is then a copy of 224 contiguous rows (a mirrored numpy view would copy
+    pixel by pixel, most of the 144 crops' time). Past `WHOLE_SCALE_MAX_ASPECT` each view is
+    resized straight from the source region it covers instead: a whole scale of a 1 x 300 image
+    at shorter side 352 would be 352 x 105,600 pixels, a decompression bomb in a 74-byte PNG
+    (docs/reliability.md). A single crop always takes the region path.
+    """
+    whole_scales = len(plan) > 1 and max(image.size) <= WHOLE_SCALE_MAX_ASPECT * min(image.size)
+    scaled: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # size -> (scale, its mirror)
+    views: dict[tuple[tuple[int, int], tuple[int, int, int, int]], np.ndarray] = {}
+    for i, crop in enumerate(plan):
+        if whole_scales and not crop.needs_resize:
+            out[i] = _slice_of_scale(image, crop, scaled)
+            continue
+        view = views.get((crop.size, crop.box))
+        if view is None:
+            view = _resize_view(image, crop, scaled) if whole_scales else _resize_box(image, crop)
+            views[crop.size, crop.box] = view
+        out[i] = view[:, ::-1] if crop.mirror else view
+
+
+def _scale(image: Image.Image, size: tuple[int, int], scaled: dict) -> tuple[np.ndarray, np.ndarray]:
+    if size not in scaled:
+        resized = image.resize(size, _RESAMPLE)
+        scaled[size] = (np.asarray(resized), np.asarray(resized.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+    return scaled[size]
+
+
+def _slice_of_scale(image: Image.Image, crop: Crop, scaled: dict) -> np.ndarray:
+    plain, mirrored = _scale(image, crop.size, scaled)
     left, top, right, bottom = crop.box
-    view = scaled[crop.size][top:bottom, left:right]
-    if crop.needs_resize:  # the paper's "whole square resized to 224"
-        view = np.asarray(Image.fromarray(view).resize((CROP, CROP), _RESAMPLE))
-    return view
+    if crop.mirror:  # the mirror of a box is the mirrored box of the flipped scale
+        width = crop.size[0]
+        return mirrored[top:bottom, width - right : width - left]
+    return plain[top:bottom, left:right]
+
+
+def _resize_view(image: Image.Image, crop: Crop, scaled: dict) -> np.ndarray:
+    # The paper's "whole square resized to 224", from the scale it was cut at.
+    left, top, right, bottom = crop.box
+    square = _scale(image, crop.size, scaled)[0][top:bottom, left:right]
+    return np.asarray(Image.fromarray(square).resize((CROP, CROP), _RESAMPLE))
 
 
 def _resize_box(image: Image.Image, crop: Crop) -> np.ndarray:

@@ -1,15 +1,16 @@
-"""ONNX Runtime sessions for one model: provider choice, instances, warm-up, `run(rows) -> probabilities`.
+"""ONNX Runtime sessions for one model: provider choice, sessions, warm-up, `run(rows) -> probabilities`.
 
-`run` is blocking and thread-safe; the batcher calls it from its own threads.
+`run` is blocking and thread-safe; the batcher calls it from the device executor's run slots. On
+CUDA the sessions live on the device's lanes (service/cuda.py); on CPU one session is shared.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
-import queue
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -17,17 +18,29 @@ import numpy as np
 import onnxruntime as ort
 
 from service.contract import CLASSES, INPUT_NAME, ITEM_SHAPE, OUTPUT_NAME
+from service.cuda import CudaDevice, CudaSessions
 
 log = logging.getLogger(__name__)
 Provider = Literal["cuda", "cpu"]
+Rows = np.ndarray | Sequence[np.ndarray]  # one array, or parts to run as one batch
 
 
 class ModelLoadError(Exception):
-    """An ONNX file that cannot be served: unreadable, or not the I/O contract of design.md 3.2."""
+    """An ONNX file that cannot be served: unreadable, or not the I/O contract (docs/model-repository.md)."""
 
 
 class ProviderUnavailable(ModelLoadError):
     """The CUDA provider would not start (no device visible, a cuDNN mismatch): providers=auto falls back."""
+
+
+@dataclass(frozen=True)
+class BatchRun:
+    """One batch's probabilities and where its time went, in seconds."""
+
+    outputs: np.ndarray
+    copy_in_s: float = 0.0  # host rows into the device's input buffer (CUDA)
+    compute_s: float = 0.0  # the run, waiting for the device included
+    copy_out_s: float = 0.0  # probabilities back to the host (CUDA)
 
 
 def _cuda_usable() -> bool:
@@ -51,54 +64,69 @@ def choose_provider(requested: Literal["auto", "cuda", "cpu"]) -> Provider:
     return "cpu"
 
 
-def batch_buckets(max_batch_size: int) -> list[int]:
-    """Batch sizes a CUDA session is specialised for: powers of two up to, and including, the max."""
-    sizes = [1 << i for i in range(max_batch_size.bit_length()) if 1 << i < max_batch_size]
-    return [*sizes, max_batch_size]
+def measure_costs(run: Callable[[int], object], largest: int) -> tuple[float, float]:
+    """(fixed seconds per batch, seconds per row): seconds(n) = fixed + n * per_row through the
+    best of three runs at n = 1 and at n = `largest` (admission's seed, service/admission.py)."""
 
+    def best(n: int) -> float:
+        times = []
+        for _ in range(3):  # the best of three: a busy host inflates single runs
+            started = time.perf_counter()
+            run(n)
+            times.append(time.perf_counter() - started)
+        return min(times)
 
-@dataclass
-class _Instance:
-    session: ort.InferenceSession
-    graphs: dict[int, tuple[ort.IOBinding, ort.OrtValue, ort.OrtValue, ort.RunOptions]] = field(default_factory=dict)
+    one = best(1)
+    if largest == 1:
+        return 0.0, max(one, 1e-9)
+    many = max(best(largest), 1e-9)
+    per_row = (many - one) / (largest - 1)
+    if per_row <= 0 or one - per_row < 0:  # noise: a pure per-row cost
+        return 0.0, many / largest
+    return one - per_row, per_row
 
 
 class OnnxModel:
-    """One model's sessions. On CPU one session is shared by `instances` threads (as fast as N
-    sessions, design.md 5); on CUDA each instance owns a session, IO binding and CUDA graphs."""
+    """One model's sessions. On CPU one session serves every run slot (as fast as one session per
+    slot, and half the memory), plus a wide one for a batch alone on the device; on CUDA a session
+    per lane of `device` (service/cuda.py)."""
 
     def __init__(
         self,
         path: Path,
         *,
         provider: Provider,
-        instances: int,
         max_batch_size: int,
         intra_op_threads: int | None = None,
         wide_threads: int = 0,
-        device_id: int = 0,
-        cuda_graphs: bool = False,
+        device: CudaDevice | None = None,
     ) -> None:
-        self.path, self.provider, self.device_id = path, provider, device_id
-        self.cuda_graphs = cuda_graphs and provider == "cuda"
-        self.buckets = batch_buckets(max_batch_size) if provider == "cuda" else []
-        count = instances if provider == "cuda" else 1
-        sessions = [self._session(intra_op_threads) for _ in range(count)]
-        self._check_io(sessions[0])
-        self._instances = [_Instance(sessions[i % count]) for i in range(instances)]
-        self._pool: queue.SimpleQueue[_Instance] = queue.SimpleQueue()
-        for instance in self._instances:
-            self._pool.put(instance)
-        self.max_batch_size = max_batch_size
-        # A batch alone on a CPU device runs with every core (design.md 5: ~28 ms vs ~50 ms on 2).
+        if (provider == "cuda") != (device is not None):
+            raise ValueError("a CUDA model needs its CudaDevice, a CPU model none")
+        self.path, self.provider, self.max_batch_size = path, provider, max_batch_size
+        self.name = path.parent.parent.name
+        self._intra_op_threads = intra_op_threads
+        self._cuda: CudaSessions | None = None
+        self._session: ort.InferenceSession | None = None
+        if device is not None:
+            self._cuda = CudaSessions(device, self.name, self._open_cuda)
+            self._check_io(self._cuda.sessions[0])
+        else:
+            self._session = self._open(intra_op_threads)
+            self._check_io(self._session)
+        # A batch alone on a CPU device runs with every core (~28 ms instead of ~50 ms on 2, docs/benchmarks.md).
         wide = provider == "cpu" and wide_threads > 1
-        self._wide = self._session(wide_threads, spin_after_run=False) if wide else None
+        self._wide = self._open(wide_threads, spin_after_run=False) if wide else None
 
     @property
     def has_wide(self) -> bool:
         return self._wide is not None
 
-    def _session(self, intra_op_threads: int | None, *, spin_after_run: bool = True) -> ort.InferenceSession:
+    @property
+    def cuda(self) -> CudaSessions | None:
+        return self._cuda
+
+    def _options(self, intra_op_threads: int | None, *, spin_after_run: bool = True) -> ort.SessionOptions:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = intra_op_threads or 1
@@ -107,20 +135,25 @@ class OnnxModel:
             # would burn ~40 ms of a core after each run, stolen from the one-thread runs.
             options.add_session_config_entry("session.force_spinning_stop", "1")
         options.log_severity_level = 3
-        if self.provider == "cuda":
-            # Measured on an H200: fp16 + prefer_nhwc + CUDA graphs 25.1k img/s vs 17.3k default
-            # (docs/benchmarks.md, gpu-host numbers).
-            cuda = {"device_id": str(self.device_id), "prefer_nhwc": "1"}
-            if self.cuda_graphs:
-                cuda["enable_cuda_graph"] = "1"
-            providers: list = [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
-        else:
-            providers = ["CPUExecutionProvider"]
+        return options
+
+    def _open(self, intra_op_threads: int | None, *, spin_after_run: bool = True) -> ort.InferenceSession:
+        options = self._options(intra_op_threads, spin_after_run=spin_after_run)
+        try:
+            return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ModelLoadError(f"cannot load {self.name}: {exc.__class__.__name__}") from None
+
+    def _open_cuda(self, provider_options: dict[str, str], config: dict[str, str]) -> ort.InferenceSession:
+        """A session with the CUDA device's choices (service/cuda.py); called on the lane's thread."""
+        options = self._options(self._intra_op_threads)
+        for key, value in config.items():
+            options.add_session_config_entry(key, value)
+        providers = [("CUDAExecutionProvider", provider_options), "CPUExecutionProvider"]
         try:
             return ort.InferenceSession(str(self.path), options, providers=providers)
-        except Exception as exc:
-            error = ProviderUnavailable if self.provider == "cuda" else ModelLoadError  # a CPU retry tells which
-            raise error(f"cannot load {self.path.parent.parent.name}: {exc.__class__.__name__}") from None
+        except Exception as exc:  # a CPU retry tells a CUDA problem from a bad file
+            raise ProviderUnavailable(f"cannot load {self.name} on CUDA: {exc.__class__.__name__}: {exc}") from None
 
     def _check_io(self, session: ort.InferenceSession) -> None:
         inputs, outputs = session.get_inputs(), session.get_outputs()
@@ -137,64 +170,42 @@ class OnnxModel:
         if self.provider == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
             raise ProviderUnavailable("the CUDA provider failed to start for this model")
 
-    def run(self, rows: np.ndarray) -> np.ndarray:
-        """uint8 [n, 224, 224, 3] -> float32 probabilities [n, 1000]."""
-        instance = self._pool.get()
-        try:
-            return self._run_on(instance, rows)
-        finally:
-            self._pool.put(instance)
+    def run(self, rows: Rows) -> np.ndarray:
+        """uint8 [n, 224, 224, 3] (or parts of it) -> float32 probabilities [n, 1000]."""
+        return self.run_timed(rows).outputs
 
-    def run_wide(self, rows: np.ndarray) -> np.ndarray:
-        """`run` on the session with intra-op threads = cores: for a batch alone on the device."""
+    def run_timed(self, rows: Rows) -> BatchRun:
+        """`run`, with where the time went."""
+        parts = [rows] if isinstance(rows, np.ndarray) else list(rows)
+        if self._cuda is not None:
+            return BatchRun(*self._cuda.run(parts))
+        assert self._session is not None
+        started = time.perf_counter()
+        batch = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        out = self._session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+        return BatchRun(out, compute_s=time.perf_counter() - started)
+
+    def run_wide(self, rows: Rows) -> BatchRun:
+        """`run_timed` on the session with intra-op threads = cores: for a batch alone on the device."""
         if self._wide is None:
-            return self.run(rows)
-        return self._wide.run([OUTPUT_NAME], {INPUT_NAME: rows})[0]
-
-    def _run_on(self, instance: _Instance, rows: np.ndarray) -> np.ndarray:
-        if self.provider == "cpu":
-            return instance.session.run([OUTPUT_NAME], {INPUT_NAME: rows})[0]
-        return self._run_cuda(instance, rows)
-
-    def _run_cuda(self, instance: _Instance, rows: np.ndarray) -> np.ndarray:
-        n = len(rows)
-        size = next((b for b in self.buckets if b >= n), n)
-        if size != n:  # pad to the bucket, so each bucket keeps one shape (and one CUDA graph)
-            rows = np.concatenate([rows, np.zeros((size - n, *rows.shape[1:]), rows.dtype)])
-        if not self.cuda_graphs:
-            binding = instance.session.io_binding()
-            binding.bind_cpu_input(INPUT_NAME, rows)
-            binding.bind_output(OUTPUT_NAME, "cuda", self.device_id)
-            instance.session.run_with_iobinding(binding)
-            return binding.copy_outputs_to_cpu()[0][:n]
-        if size not in instance.graphs:
-            x = ort.OrtValue.ortvalue_from_shape_and_type((size, *ITEM_SHAPE), np.uint8, "cuda", self.device_id)
-            y = ort.OrtValue.ortvalue_from_shape_and_type((size, CLASSES), np.float32, "cuda", self.device_id)
-            binding = instance.session.io_binding()
-            binding.bind_ortvalue_input(INPUT_NAME, x)
-            binding.bind_ortvalue_output(OUTPUT_NAME, y)
-            options = ort.RunOptions()
-            options.add_run_config_entry("gpu_graph_id", str(size))  # one captured graph per bucket
-            instance.graphs[size] = (binding, x, y, options)
-        binding, x, y, options = instance.graphs[size]
-        x.update_inplace(np.ascontiguousarray(rows))
-        instance.session.run_with_iobinding(binding, options)
-        return y.numpy()[:n].copy()
+            return self.run_timed(rows)
+        started = time.perf_counter()
+        batch = rows if isinstance(rows, np.ndarray) else np.concatenate(list(rows))
+        out = self._wide.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+        return BatchRun(out, compute_s=time.perf_counter() - started)
 
     def warm_up(self) -> None:
-        """Run every batch shape on every instance before the service says it is ready."""
-        for instance in self._instances:
-            for size in self.buckets or sorted({1, self.max_batch_size}):
-                self._run_on(instance, np.zeros((size, *ITEM_SHAPE), np.uint8))
-        if self._wide is not None:
-            for size in sorted({1, self.max_batch_size}):
+        """Run every batch shape before the service says it is ready (on CUDA: every bucket of every
+        lane, capturing its graph)."""
+        if self._cuda is not None:
+            self._cuda.warm_up()
+            return
+        for size in sorted({1, self.max_batch_size}):
+            self.run(np.zeros((size, *ITEM_SHAPE), np.uint8))
+            if self._wide is not None:
                 self.run_wide(np.zeros((size, *ITEM_SHAPE), np.uint8))
 
-    def seconds_per_row(self) -> float:
-        """One slot's measured cost per row at max_batch_size (after warm-up): admission's seed."""
-        rows, best = np.zeros((self.max_batch_size, *ITEM_SHAPE), np.uint8), float("inf")
-        for _ in range(3):  # the best of three: a busy host inflates single runs
-            started = time.perf_counter()
-            self.run(rows)
-            best = min(best, time.perf_counter() - started)
-        return best / len(rows)
+    def costs(self) -> tuple[float, float]:
+        """(fixed seconds per batch, seconds per row) of one run slot, after warm-up: admission's seed."""
+        return measure_costs(lambda n: self.run(np.zeros((n, *ITEM_SHAPE), np.uint8)), self.max_batch_size)
+

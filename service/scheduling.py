@@ -42,27 +42,32 @@ class Scheduler:
             raise BadRequest(f"models must be between 1 and {len(self.batchers)}, got {count}")
         return self.names[:count]
 
-    def estimate(self, rows: int, members: list[str]) -> Estimate:
-        """The request's estimated wait and service time, given everything admitted so far."""
+    def estimate(self, rows: int, members: list[str], *, prepare_s: float = 0.0) -> Estimate:
+        """The request's estimated wait and service time, given everything admitted so far;
+        `prepare_s`: until its rows are ready (decoding)."""
         first = self.batchers[members[0]]
         backlog = [(b.name, left) for b in self.batchers.values() for left in b.backlog()]
         return admission.estimate(
             rows, members, backlog, self.cost or CostModel(), slots=first.executor.slots,
-            max_batch_size=first.max_batch_size,
+            max_batch_size=first.max_batch_size, prepare_s=prepare_s,
         )
 
-    def check(self, rows: int, members: list[str], *, deadline: float | None, now: float) -> Estimate | None:
+    def check(
+        self, rows: int, members: list[str], *, deadline: float | None, now: float, prepare_s: float = 0.0
+    ) -> Estimate | None:
         """Raise what admission by time says (`TooCostly`, `Overloaded`), else the estimate."""
         if self.cost is None:
             return None
-        est = self.estimate(rows, members)
+        est = self.estimate(rows, members, prepare_s=prepare_s)
         admission.decide(est, now=now, deadline=deadline, max_wait_s=self.max_wait_s)
         return est
 
-    def admit(self, rows: int, members: list[str], *, deadline: float | None = None) -> Reservation:
+    def admit(
+        self, rows: int, members: list[str], *, deadline: float | None = None, prepare_s: float = 0.0
+    ) -> Reservation:
         """Admit by time, then reserve room for `rows` in every member's queue, or raise and reserve none."""
         now = asyncio.get_running_loop().time()
-        est = self.check(rows, members, deadline=deadline, now=now)
+        est = self.check(rows, members, deadline=deadline, now=now, prepare_s=prepare_s)
         batchers = [self.batchers[m] for m in members]
         full = [b.name for b in batchers if not b.fits(rows)]
         if full:

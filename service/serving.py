@@ -14,6 +14,7 @@ from service import metrics
 from service.admission import CostModel
 from service.batching import Batcher
 from service.classifier import Classifier
+from service.cuda import CudaConfig, CudaDevice
 from service.executor import DeviceExecutor
 from service.repository import Repository, load_repository
 from service.runtime import OnnxModel, ProviderUnavailable, choose_provider
@@ -43,9 +44,9 @@ class Plan:
         # 16 concurrent 10-crop requests are 160 rows, ~4 s at ~40 rows/s on 2 cores: 8 s admits
         # that burst with room for a shared machine (docs/benchmarks.md); a GPU drains thousands.
         default_wait_ms = 8000.0 if cpu else 1000.0
-        # On CPU a batch of 2 costs twice one row: waiting for a second row only delays the first
-        # (+7% img/s and -3 ms p50 at one client, docs/benchmarks.md); a GPU batch is nearly free.
-        delay_ms = settings.max_queue_delay_ms if settings.max_queue_delay_ms is not None else (0.0 if cpu else 2.0)
+        # A free slot runs what is queued at once (+7% img/s and -3 ms p50 at one client on CPU,
+        # docs/benchmarks.md); batches form from the rows that queue while the slots are busy.
+        delay_ms = settings.max_queue_delay_ms if settings.max_queue_delay_ms is not None else 0.0
         return cls(
             provider=provider,
             precision=settings.precision if settings.precision != "auto" else ("fp32" if cpu else "fp16"),
@@ -64,6 +65,12 @@ class Serving:
     plan: Plan
     classifier: Classifier
     accepting: bool = False  # false while loading or draining: accepted work still completes
+    device: CudaDevice | None = None
+
+    def close(self) -> None:
+        self.classifier.close()
+        if self.device is not None:
+            self.device.close()
 
     @property
     def failure(self) -> Exception | None:
@@ -84,42 +91,73 @@ class Serving:
         return all(by_name[name].trained for name in members)
 
 
-def _open_models(settings: Settings, repository: Repository, plan: Plan, cost: CostModel) -> list[OnnxModel]:
+def _cuda_device(settings: Settings, plan: Plan, members: int) -> CudaDevice | None:
+    if plan.provider != "cuda":
+        return None
+    config = CudaConfig(
+        device_id=settings.device_id, lanes=plan.instances, memory_limit_bytes=settings.gpu_memory_limit_mib << 20,
+        graphs=settings.cuda_graphs, conv_algo_search=settings.cudnn_conv_algo_search,
+    )
+    try:
+        return CudaDevice(config, max_batch_size=plan.max_batch_size, models=members)
+    except Exception as exc:  # no memory for the buffers, a broken driver: as a provider that failed
+        raise ProviderUnavailable(f"the CUDA device would not open: {type(exc).__name__}: {exc}") from None
+
+
+def _open_models(
+    settings: Settings, repository: Repository, plan: Plan, device: CudaDevice | None, cost: CostModel
+) -> list[OnnxModel]:
     models = []
     for entry in repository.members:
         model = OnnxModel(
-            entry.path, provider=plan.provider, instances=plan.instances, max_batch_size=plan.max_batch_size,
-            intra_op_threads=settings.intra_op_threads, device_id=settings.device_id,
-            cuda_graphs=settings.cuda_graphs, wide_threads=settings.cpu_count if plan.provider == "cpu" else 0,
+            entry.path, provider=plan.provider, max_batch_size=plan.max_batch_size,
+            intra_op_threads=settings.intra_op_threads, device=device,
+            wide_threads=settings.cpu_count if plan.provider == "cpu" else 0,
         )
-        model.warm_up()
-        cost.seed(entry.name, model.seconds_per_row())
-        metrics.MODEL_INFO.labels(entry.name, str(entry.version), entry.sha256, plan.provider, entry.precision).set(1)
         models.append(model)
+    for entry, model in zip(repository.members, models, strict=True):  # every session exists before any capture
+        model.warm_up()
+        fixed, per_row = model.costs()
+        cost.seed(entry.name, per_row, fixed)
+        metrics.MODEL_INFO.labels(entry.name, str(entry.version), entry.sha256, plan.provider, entry.precision).set(1)
+        if model.cuda is not None:
+            log.info("%s on CUDA: nodes per provider %s, %d of %d buckets replay a CUDA graph; batch cost "
+                     "%.2f ms + %.3f ms per row", entry.name, model.cuda.placement(), model.cuda.graph_buckets(),
+                     len(model.cuda.device.lanes) * len(model.cuda.device.buckets), fixed * 1000, per_row * 1000)
     return models
 
 
-def _open(settings: Settings, provider: str, cost: CostModel) -> tuple[Plan, Repository, list[OnnxModel]]:
+Opened = tuple[Plan, Repository, list[OnnxModel], CudaDevice | None]
+
+
+def _open(settings: Settings, provider: str, cost: CostModel) -> Opened:
     plan = Plan.resolve(settings, provider)
     repository = load_repository(settings.model_repository, precision=plan.precision, limit=settings.models)
-    return plan, repository, _open_models(settings, repository, plan, cost)
+    device = _cuda_device(settings, plan, len(repository.members))
+    try:
+        return plan, repository, _open_models(settings, repository, plan, device, cost), device
+    except BaseException:
+        if device is not None:
+            device.close()
+        raise
 
 
 def open_serving(settings: Settings) -> Serving:
     """Load everything (blocking: run it off the event loop). The batchers start with `start`."""
     cost = CostModel()
     try:
-        plan, repository, models = _open(settings, choose_provider(settings.providers), cost)
+        plan, repository, models, cuda = _open(settings, choose_provider(settings.providers), cost)
     except ProviderUnavailable as exc:
         if settings.providers != "auto":  # asked for CUDA by name: failing is the answer
             raise
         log.warning("providers=auto: the CUDA provider failed (%s); serving on the CPU instead", exc)
-        plan, repository, models = _open(settings, "cpu", cost)
-    device = DeviceExecutor(plan.instances, name=plan.provider)  # one compute budget for every member
+        plan, repository, models, cuda = _open(settings, "cpu", cost)
+    # One compute budget for every member; on CUDA its slots are the device's lanes.
+    device = DeviceExecutor(plan.instances, name=plan.provider, lanes=cuda.executors if cuda else None)
     scheduler = Scheduler(
         [
             Batcher(
-                model.run, name=entry.name, max_batch_size=plan.max_batch_size,
+                model.run_timed, name=entry.name, max_batch_size=plan.max_batch_size,
                 max_delay_s=plan.max_queue_delay_ms / 1000, max_queue_rows=plan.max_queue_rows,
                 executor=device, run_wide=model.run_wide if model.has_wide else None, cost=cost,
             )
@@ -132,6 +170,7 @@ def open_serving(settings: Settings) -> Serving:
         max_pixels=settings.max_image_pixels, max_aspect=settings.max_aspect_ratio,
         threads=settings.preprocess_threads or settings.cpu_count,
     )
+    classifier.calibrate()
     log.info(
         "serving %d models from %s on %s (%s), max_batch_size=%d, max_queue_wait_ms=%g, max_queue_rows=%d, "
         "run slots=%d%s",
@@ -139,4 +178,4 @@ def open_serving(settings: Settings) -> Serving:
         plan.max_queue_wait_ms, plan.max_queue_rows, plan.instances,
         "" if all(m.trained for m in repository.members) else " -- UNTRAINED random-init weights",
     )
-    return Serving(settings, repository, plan, classifier)
+    return Serving(settings, repository, plan, classifier, device=cuda)

@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     )
     instances: int | None = Field(
         None, ge=1, le=64,
-        description="Run slots of the device, shared by every model (default: CPU cores on CPU, 2 on CUDA).",
+        description="Run slots of the device, shared by every model (default: CPU cores on CPU; 2 lanes on CUDA, "
+        "each a thread with one session of every model).",
     )
     intra_op_threads: int | None = Field(
         None, ge=1,
@@ -58,7 +59,19 @@ class Settings(BaseSettings):
         "slots use the cores); a batch alone on a CPU device uses every core.",
     )
     cuda_graphs: bool = Field(
-        False, description="Capture a CUDA graph per batch-size bucket (CUDA only; inputs padded to the bucket)."
+        True,
+        description="Capture a CUDA graph per batch-size bucket at warm-up (CUDA only; inputs padded to the "
+        "bucket). A bucket whose capture fails is served without one, logged and counted.",
+    )
+    gpu_memory_limit_mib: int = Field(
+        4096, ge=256,
+        description="Device memory ONNX Runtime's arena may hold for every model's runs together (CUDA only); "
+        "the CUDA context and libraries come on top (docs/benchmarks.md: about 1 GiB).",
+    )
+    cudnn_conv_algo_search: Literal["HEURISTIC", "EXHAUSTIVE", "DEFAULT"] = Field(
+        "HEURISTIC",
+        description="How cuDNN picks convolution algorithms per shape (CUDA only): HEURISTIC starts in seconds; "
+        "EXHAUSTIVE times every algorithm at warm-up (docs/benchmarks.md compares them).",
     )
 
     # Batching (design.md 2)

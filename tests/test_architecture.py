@@ -46,7 +46,7 @@ LAYERS = [
     {"classifier"},
     {"scheduling", "ladder"},
     {"batching", "runtime", "preprocess", "postprocess", "repository", "gpu"},
-    {"executor", "admission"},
+    {"executor", "admission", "cuda"},
     {"fair_cut", "crops", "settings", "metrics", "logs"},
     {"contract", "errors"},
 ]

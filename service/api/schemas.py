@@ -16,11 +16,30 @@ class ImageResult(BaseModel):
     predictions: list[PredictionOut]
 
 
+class RunTimings(BaseModel):
+    model: str = Field(description="The member these rows ran on.")
+    batches: int = Field(description="Batches the request's rows took part in on this member.")
+    queue: float = Field(description="Admission to the first batch starting, in ms.")
+    copy_in: float = Field(description="Rows into the device's input (joined with the batch's others), ms.")
+    compute: float = Field(description="The runs, waiting for the device included, in ms.")
+    copy_out: float = Field(description="Probabilities back to the host, in ms.")
+    inference: float = Field(description="First batch starting to last ending, in ms.")
+
+
 class Timings(BaseModel):
-    preprocess: float = Field(description="Decode, resize and crop, in ms (all images, in parallel).")
+    """Where a request's time went, in ms: sums over images (decode, crops) and members (copies,
+    compute); `runs` has each member's part."""
+
+    decode: float = Field(0.0, description="Decoding the images, in ms (summed over images).")
+    crops: float = Field(0.0, description="Resizing and cropping, in ms (summed over images).")
+    preprocess: float = Field(description="Admission to rows ready: waiting for a decode thread, decode, crops (ms).")
     queue: float = Field(description="Waiting for a batch, in ms (slowest member).")
+    copy_in: float = Field(0.0, description="Rows to the device, in ms (summed over members).")
+    compute: float = Field(0.0, description="Model runs, in ms (summed over members).")
+    copy_out: float = Field(0.0, description="Probabilities back to the host, in ms (summed over members).")
     inference: float = Field(description="From the first batch starting to the last ending, in ms.")
     total: float
+    runs: list[RunTimings] = Field(default_factory=list, description="Each member's part.")
 
 
 class ClassifyResponse(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.admission import CostModel, Estimate, decide, estimate
+from service.admission import CostModel, Estimate, PreprocessCost, decide, estimate
 from service.errors import Overloaded, TooCostly
 
 
@@ -45,16 +45,38 @@ def test_a_big_admitted_request_adds_only_k_rows_to_a_small_ones_wait() -> None:
 
 
 def test_the_cost_model_is_seeded_then_follows_real_batches() -> None:
-    cost = CostModel(weight=0.5, default_s=0.2)
-    assert cost.per_row("a") == 0.2  # nothing known yet
+    cost = CostModel(window=3, default_s=0.2)
+    assert cost.per_row("a") == 0.2 and cost.fixed("a") == 0.0  # nothing known yet
     cost.observe("a", 2, 0.2)  # the first batch replaces the default: 0.1 s per row
     assert cost.per_row("a") == pytest.approx(0.1)
-    cost.observe("a", 4, 0.8)  # 0.2 s per row, half weight
-    assert cost.per_row("a") == pytest.approx(0.15)
-    cost.seed("b", 0.03)
-    assert cost.per_row("b") == 0.03
+    cost.seed("b", 0.001, fixed_s=0.0005)  # a GPU: a batch of 1 costs 1.5 ms, of 128 rows 128.5 ms
+    assert cost.work("b", 1, 128) == pytest.approx(0.0015)
+    assert cost.work("b", 300, 128) == pytest.approx(3 * 0.0005 + 300 * 0.001)  # three batches
 
 
+def test_one_cold_run_does_not_move_the_estimate_and_a_lasting_change_does() -> None:
+    cost = CostModel(window=5)
+    cost.seed("a", 0.001, fixed_s=0.0005)
+    cost.observe("a", 1, 3.0)  # a first run on a cold GPU: 2000 times the seed
+    cost.observe("a", 128, 0.1285)  # then as measured
+    assert cost.per_row("a") == pytest.approx(0.001) and cost.fixed("a") == pytest.approx(0.0005)
+    for _ in range(3):  # the host got twice as slow, and stays so
+        cost.observe("a", 64, 2 * (0.0005 + 64 * 0.001))
+    assert cost.per_row("a") == pytest.approx(0.002) and cost.fixed("a") == pytest.approx(0.001)
+
+
+def test_the_decode_cost_is_a_median_of_recent_images() -> None:
+    prep = PreprocessCost(window=5, default_s=0.01)
+    assert prep.per_image(144) == 0.01
+    prep.seed(1, 0.004)
+    for seconds in (0.005, 9.0, 0.003):  # one hostile image among ordinary ones
+        prep.observe(1, seconds)
+    assert prep.per_image(1) == pytest.approx(0.0045)
+
+
+def test_preparing_overlaps_the_wait_and_precedes_the_service() -> None:
+    assert Estimate(wait_s=1.0, service_s=0.5, prepare_s=0.2).completion_s == 1.5
+    assert Estimate(wait_s=0.1, service_s=0.5, prepare_s=0.2).completion_s == pytest.approx(0.7)
 def test_admitted_when_the_wait_and_the_completion_fit() -> None:
     decide(Estimate(wait_s=1.0, service_s=2.0), now=100.0, deadline=103.0, max_wait_s=1.0)
     decide(Estimate(wait_s=5.0, service_s=2.0), now=100.0, deadline=None, max_wait_s=8.0)

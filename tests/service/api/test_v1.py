@@ -56,7 +56,12 @@ def test_response_shape_and_multipart_images(server: LiveServer) -> None:
     assert body["results"][1]["predictions"] == single["predictions"]  # batching does not change answers
     probs = [p["probability"] for p in body["predictions"]]
     assert probs == sorted(probs, reverse=True) and len(probs) == 3
-    assert set(body["timings_ms"]) == {"preprocess", "queue", "inference", "total"}
+    stages = {"decode", "crops", "preprocess", "queue", "copy_in", "compute", "copy_out", "inference", "total"}
+    assert set(body["timings_ms"]) == stages | {"runs"}
+    runs = body["timings_ms"]["runs"]  # each member's part, in member order
+    assert [r["model"] for r in runs] == body["members"] and all(r["batches"] >= 1 and r["compute"] > 0 for r in runs)
+    assert body["timings_ms"]["compute"] == pytest.approx(sum(r["compute"] for r in runs))
+    assert body["timings_ms"]["decode"] > 0 and body["timings_ms"]["crops"] > 0
     assert body["trained"] is False and body["model"] == "tiny" and body["request_id"]
 
 
