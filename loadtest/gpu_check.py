@@ -1,7 +1,15 @@
-"""`python -m loadtest gpu-check`: the GPU host's one-command check (docs/loadtest.md, "GPU host"):
-the model ceiling by batch size with the service's own runtime and ONNX Runtime options, the decode
-budget of the host's cores, then the service end to end in every mode as fractions of the ceiling,
-and the naive baseline at the same concurrency. Runs on CPU too (small), which is how it is tested.
+"""`python -m loadtest gpu-check`: the GPU host's one-command check (docs/loadtest.md, "GPU host").
+
+1. The model ceiling by batch size with the service's own runtime (service/runtime.py, cuda.py),
+   for each runtime variant (CUDA graphs on/off, cuDNN's algorithm search), with its warm-up time.
+2. The decode budget of the host's cores.
+3. The service: time to ready, device memory at ready and the peak of every phase, a burst of
+   light requests on the idle device, each mode alone (server-side `timings_ms`), its answers
+   against the CPU provider in fp32 (whole distributions), each mode under load as a fraction of
+   its limit, and what admission estimated against what happened.
+4. The naive baseline at the same concurrency.
+
+Runs on CPU too, small (`--providers cpu --quick`), which is how the test suite keeps it working.
 
     python -m loadtest gpu-check --model-repository model_repository --output $OUT/gpu-check
 """
@@ -10,34 +18,51 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+import onnxruntime as ort
+
 from loadtest import machine
+from loadtest.burst import burst
 from loadtest.ceiling import measure_streams, preprocess_cost
+from loadtest.device_memory import MemoryWatch
+from loadtest.gpu_report import render
 from loadtest.images import load_corpus
 from loadtest.mix import Mode
 from loadtest.phases import Phases
 from loadtest.recording import write_json
+from loadtest.reference import Reference, compare
+from loadtest.scrape import Snapshot, quantile
 from loadtest.servers import ServerProcess
+from service import gpu
+from service.cuda import CudaConfig, CudaDevice
 from service.repository import load_repository
 from service.runtime import OnnxModel, choose_provider
 
 MODES = ("1x1", "10x1", "144x1", "1x7", "10x7", "144x7")
+LIGHT = ("1x1", "10x1", "1x7")  # the burst's modes
+TOLERANCE = {"fp16": 2e-3, "fp32": 1e-5}  # largest allowed |p - p_cpu| of any class
 
 
 def add_gpu_check_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-repository", type=Path, default=Path("model_repository"))
     parser.add_argument("--providers", choices=("auto", "cuda", "cpu"), default="auto")
+    parser.add_argument("--precision", choices=("fp16", "fp32"), help="default fp16 on CUDA, fp32 on CPU")
     parser.add_argument("--batches", type=int, nargs="+", help="ceiling batch sizes (default 1 8 32 64 128 256 "
                                                                "on CUDA, 1 2 4 8 on CPU)")
-    parser.add_argument("--point-s", type=float, default=3.0, help="seconds per ceiling point (default 3)")
-    parser.add_argument("--mode-s", type=float, default=12.0, help="seconds measured per mode (default 12)")
+    parser.add_argument("--point-s", type=float, default=2.0, help="seconds per ceiling point (default 2)")
+    parser.add_argument("--mode-s", type=float, default=10.0, help="seconds measured per mode (default 10)")
     parser.add_argument("--concurrency", type=int, default=64, help="clients for 1 and 10 crops (default 64)")
     parser.add_argument("--modes", nargs="*", default=list(MODES), type=lambda m: Mode.parse(m).name)
-    parser.add_argument("--no-cuda-graphs", action="store_true", help="ceiling and service without CUDA graphs")
+    parser.add_argument("--burst", type=int, default=256, help="light requests sent at once (default 256)")
+    parser.add_argument("--alone", type=int, default=10, help="requests per mode sent one at a time (default 10)")
+    parser.add_argument("--check-images", type=int, default=3, help="images compared with the CPU (default 3)")
+    parser.add_argument("--no-variants", action="store_true", help="ceiling with the service's settings only")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--service-args", default="", help="extra flags for python -m service, quoted")
     parser.add_argument("--images", type=Path)
@@ -45,19 +70,37 @@ def add_gpu_check_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="second-long phases: checks the script, not speed")
 
 
-def _ceiling(path: Path, provider: str, batches: list[int], *, instances: int, cuda_graphs: bool,
-             point_s: float) -> list[dict[str, float]]:
-    """The service's runtime (service/runtime.py) alone: the same session options, IO binding and
-    CUDA graphs the service uses, host arrays in and out, `instances` threads at a time."""
-    model = OnnxModel(path, provider=provider, instances=instances, max_batch_size=max(batches),
-                      cuda_graphs=cuda_graphs)
+def _variants(cuda: bool, service_args: list[str], everything: bool) -> list[dict[str, Any]]:
+    """Runtime variants for the ceiling: the service's default first."""
+    if not cuda:
+        return [{"graphs": False, "search": "-"}]
+    default = {"graphs": "--no-cuda-graphs" not in service_args, "search": "HEURISTIC"}
+    if not everything:
+        return [default]
+    others = [{"graphs": g, "search": s} for g in (True, False) for s in ("HEURISTIC", "EXHAUSTIVE")]
+    return [default, *[v for v in others if v != default]]
+
+
+def _ceiling(path: Path, provider: str, batches: list[int], variant: dict[str, Any], *, lanes: int,
+             point_s: float) -> dict[str, Any]:
+    """The service's runtime alone: its session options, lanes, buffers and graphs, host arrays in
+    and out, `lanes` threads at a time."""
+    started = time.perf_counter()
+    device = None
+    if provider == "cuda":
+        config = CudaConfig(lanes=lanes, graphs=variant["graphs"], conv_algo_search=variant["search"])
+        device = CudaDevice(config, max_batch_size=max(batches))
+    model = OnnxModel(path, provider=provider, max_batch_size=max(batches), device=device)
     model.warm_up()
-    points = []
+    out: dict[str, Any] = {**variant, "warm_s": time.perf_counter() - started, "points": []}
     for batch in batches:
-        ips, cores, ms = measure_streams(model.run, batch, instances, point_s)
-        points.append({"batch": batch, "images_per_s": ips, "ms_per_batch": ms, "cpu_cores": cores})
-        print(f"  ceiling batch {batch:4d}: {ips:10.1f} img/s  {ms:8.2f} ms per batch", file=sys.stderr, flush=True)
-    return points
+        ips, cores, ms = measure_streams(model.run, batch, lanes, point_s)
+        out["points"].append({"batch": batch, "images_per_s": ips, "ms_per_batch": ms, "cpu_cores": cores})
+        print(f"  ceiling graphs={variant['graphs']} search={variant['search']} batch {batch:4d}: {ips:10.1f} img/s"
+              f"  {ms:8.2f} ms per batch", file=sys.stderr, flush=True)
+    if device is not None:
+        device.close()
+    return out
 
 
 def _mode_load(mode: Mode, concurrency: int, seconds: float) -> dict[str, Any]:
@@ -70,39 +113,85 @@ def _mode_load(mode: Mode, concurrency: int, seconds: float) -> dict[str, Any]:
     return {"concurrency": clients, "requests": 4 * clients, "duration_s": None, "warmup_s": 0.0}
 
 
+def _alone(url: str, images: list[bytes], mode: Mode, count: int) -> dict[str, Any]:
+    """`count` requests one after another on the otherwise idle service: p50 of each `timings_ms` stage."""
+    timings: list[dict[str, Any]] = []
+    with httpx.Client(base_url=url, timeout=120) as client:
+        for i in range(count):
+            answer = client.post("/v1/classify", params={"crops": mode.crops, "models": mode.models},
+                                 content=images[i % len(images)], headers={"content-type": "image/jpeg"})
+            if answer.status_code == 200:
+                timings.append(answer.json()["timings_ms"])
+    stages = [k for k, v in (timings[0] if timings else {}).items() if isinstance(v, int | float)]
+    return {"n": len(timings), "p50_ms": {k: statistics.median(t[k] for t in timings) for k in stages},
+            "runs": timings[len(timings) // 2]["runs"] if timings else []}
+
+
+def _estimates(before: Snapshot, after: Snapshot) -> dict[str, float | None]:
+    """Actual over estimated completion of the requests admitted between two scrapes."""
+    buckets = (after - before).buckets("googlenet_completion_estimate_ratio")
+    return {f"p{q}": quantile(buckets, q / 100) for q in (10, 50, 90)}
+
+
+def _scrape(url: str) -> Snapshot:
+    return Snapshot.parse(httpx.get(url + "/metrics", timeout=30).text)
+
+
 def run_gpu_check(args: argparse.Namespace) -> int:
     started = time.monotonic()
     provider = choose_provider(args.providers)
     cuda = provider == "cuda"
-    cuda_graphs = cuda and not args.no_cuda_graphs
-    repo = load_repository(args.model_repository, precision="fp16" if cuda else "fp32")
+    precision = args.precision or ("fp16" if cuda else "fp32")
+    repo = load_repository(args.model_repository, precision=precision)
     cores = machine.cores()
-    instances = 2 if cuda else cores  # the service's defaults (service/app.py)
+    lanes = 2 if cuda else cores  # the service's defaults (service/serving.py)
     batches = args.batches or ([1, 8, 32, 64, 128, 256] if cuda else [1, 2, 4, 8])
     point_s, mode_s = (0.5, 1.5) if args.quick else (args.point_s, args.mode_s)
-    result: dict[str, Any] = {"machine": machine.describe(), "provider": provider, "cuda_graphs": cuda_graphs,
-                              "precision": repo.members[0].precision, "members": len(repo.members)}
-    print(f"gpu-check on {provider.upper()} ({result['precision']}), {cores} cores", file=sys.stderr, flush=True)
-    points = _ceiling(repo.members[0].path, provider, batches, instances=instances, cuda_graphs=cuda_graphs,
-                      point_s=point_s)
-    best = max(points, key=lambda p: p["images_per_s"])
+    extra = shlex.split(args.service_args)
+    result: dict[str, Any] = {"machine": machine.describe(), "provider": provider, "precision": precision,
+                              "members": len(repo.members), "service_args": extra, "gpu": gpu.device_info(),
+                              "onnxruntime": ort.__version__}
+    print(f"gpu-check on {provider.upper()} ({precision}), {cores} cores", file=sys.stderr, flush=True)
+    result["ceiling"] = [
+        _ceiling(repo.members[0].path, provider, batches, v, lanes=lanes, point_s=point_s)
+        for v in _variants(cuda, extra, everything=not (args.no_variants or args.quick))
+    ]
+    best = max(result["ceiling"][0]["points"], key=lambda p: p["images_per_s"])  # the service's variant
     corpus = load_corpus(args.images)
     decode_s = preprocess_cost(corpus.images, 1, max_images=50)
-    result.update(ceiling=points, best=best, decode_ms=decode_s * 1000, decode_budget_ips=cores / decode_s)
+    result.update(best=best, decode_ms=decode_s * 1000, decode_budget_ips=cores / decode_s)
 
     modes = [Mode.parse(m) for m in args.modes if Mode.parse(m).models <= len(repo.members)]
-    service_cmd = ["--model-repository", str(args.model_repository), "--providers", provider,
-                   "--log-level", "warning", "--max-queue-rows", "4096",  # the CUDA default, on CPU runs too
-                   *(["--cuda-graphs"] if cuda_graphs else []), *shlex.split(args.service_args)]
+    service_cmd = ["--model-repository", str(args.model_repository), "--providers", provider, "--precision",
+                   precision, "--log-level", "info", "--max-queue-rows", "4096", *extra]
     args.output.mkdir(parents=True, exist_ok=True)
     log = args.output / "server.log"
-    result["service"] = {}
-    with ServerProcess("service", service_cmd, log=log) as server:
+    images = corpus.images[: max(1, args.check_images)]
+    launched = time.perf_counter()
+    with ServerProcess("service", service_cmd, log=log) as server, MemoryWatch(server.pid) as memory:
+        result["ready_s"] = time.perf_counter() - launched
+        memory.phase("ready")
+        before = _scrape(server.url)
+        light = [m for m in LIGHT if Mode.parse(m).models <= len(repo.members)]
+        result["burst"] = burst(server.url, corpus.images, light, 16 if args.quick else args.burst)
+        result["burst"]["estimates"] = _estimates(before, _scrape(server.url))
+        print(f"  burst of {result['burst']['count']}: {result['burst']['statuses']}", file=sys.stderr, flush=True)
+        result["alone"] = {m.name: _alone(server.url, corpus.images, m, 3 if args.quick else args.alone)
+                           for m in modes}
+        result["correctness"] = compare(server.url, Reference(args.model_repository), images,
+                                        [m.name for m in modes], tolerance=TOLERANCE[precision])
+        result["service"] = {}
         phases = Phases(server, corpus, phase_s=mode_s, warmup_s=min(2.0, mode_s / 3))
+        before = _scrape(server.url)
         for mode in modes:
+            memory.phase(f"mode {mode.name}")
             load = _mode_load(mode, args.concurrency, mode_s)
             r = phases.run(f"{mode.name} c{load['concurrency']}", mode.name, timeout_s=300.0, **load)
             result["service"][mode.name] = _row(r, mode, best["images_per_s"], result["decode_budget_ips"])
+        after = _scrape(server.url)
+        result["estimates_under_load"] = _estimates(before, after)
+        result["graph_fallbacks"] = after.total("googlenet_cuda_graph_fallbacks_total")
+        result["memory"] = memory.summary()
     if not args.no_baseline:
         with ServerProcess("loadtest.baseline", ["--model-repository", str(args.model_repository),
                                                  "--providers", provider], log=log) as server:
@@ -128,36 +217,3 @@ def _row(r: dict[str, Any], mode: Mode, ceiling_ips: float, decode_ips: float) -
             "errors": r["requests"] - r["ok"], "mean_batch_rows": (r.get("server") or {}).get("mean_batch_rows"),
             "cpu": r["cpu"], "concurrency": r["spec"]["concurrency"]}
 
-
-def render(result: dict[str, Any]) -> str:
-    m, best = result["machine"], result["best"]
-    lines = [
-        (f"## GPU check: {m['date']}, {result['provider'].upper()} {result['precision']}, "
-        f"CUDA graphs {'on' if result['cuda_graphs'] else 'off'}, {m['cores']} cores, commit {m['commit']}"),
-        "",
-        "| batch | model img/s | ms per batch |", "|---:|---:|---:|",
-        *[f"| {p['batch']} | {p['images_per_s']:,.0f} | {p['ms_per_batch']:.2f} |" for p in result["ceiling"]],
-        "",
-        (f"Ceiling: {best['images_per_s']:,.0f} img/s at batch {best['batch']}. Decode + crop, 1 crop: "
-        f"{result['decode_ms']:.2f} ms per image per core = {result['decode_budget_ips']:,.0f} img/s on all cores."),
-        "",
-        ("| mode | clients | img/s | evaluations/s | of ceiling | of own limit | bound by | p50 ms | p99 ms "
-        "| mean batch | errors | cores: server / generator / other |"),
-        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|",
-    ]
-    rows = list(result["service"].items())
-    if "baseline_1x1" in result:
-        rows.append(("1x1 naive baseline", result["baseline_1x1"]))
-    for name, r in rows:
-        c = r["cpu"]
-        batch = "-" if r["mean_batch_rows"] is None else f"{r['mean_batch_rows']:.1f}"
-        lines.append(
-            f"| {name} | {r['concurrency']} | {r['images_per_s']:,.1f} | {r['evaluations_per_s']:,.0f} "
-            f"| {r['of_ceiling']:.0%} | {r['of_limit']:.0%} | {r['bound']} | {r['p50_ms'] or 0:.1f} "
-            f"| {r['p99_ms'] or 0:.1f} | {batch} | {r['errors']} "
-            f"| {c['server_cores']:.2f} / {c['generator_cores']:.2f} / {c['other_cores']:.2f} |")
-    if "baseline_1x1" in result and "1x1" in result["service"]:
-        ratio = result["service"]["1x1"]["images_per_s"] / max(result["baseline_1x1"]["images_per_s"], 1e-9)
-        clients = result["baseline_1x1"]["concurrency"]
-        lines += ["", f"Service / naive baseline, 1 crop, {clients} clients: {ratio:.2f}x"]
-    return "\n".join(lines) + "\n"

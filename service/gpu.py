@@ -93,15 +93,44 @@ def install(registry: CollectorRegistry = REGISTRY) -> bool:
     return True
 
 
+
+_nvml: list[Any] = []  # the initialised pynvml module, once per process
+
+
+def _nvml_module() -> Any | None:
+    if not _nvml:
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+        except Exception:  # no library, no driver, no device
+            return None
+        _nvml.append(pynvml)
+    return _nvml[0]
+
+
 def process_memory_bytes(pid: int, device_index: int = 0) -> int | None:
     """Device memory `pid` holds on GPU `device_index` (NVML), or None where NVML cannot tell."""
+    nvml = _nvml_module()
+    if nvml is None:
+        return None
     try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)
-        processes = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
-    except Exception:  # no library, no driver, no device: nothing to report
+        processes = nvml.nvmlDeviceGetComputeRunningProcesses(nvml.nvmlDeviceGetHandleByIndex(device_index))
+    except nvml.NVMLError:
         return None
     used = [p.usedGpuMemory for p in processes if p.pid == pid and p.usedGpuMemory is not None]
     return sum(used) if used else None
+
+
+def device_info(device_index: int = 0) -> dict[str, str] | None:
+    """Name and driver version of GPU `device_index`, or None without one."""
+    nvml = _nvml_module()
+    if nvml is None:
+        return None
+    try:
+        name = nvml.nvmlDeviceGetName(nvml.nvmlDeviceGetHandleByIndex(device_index))
+        driver = nvml.nvmlSystemGetDriverVersion()
+    except nvml.NVMLError:
+        return None
+    as_text = [v.decode() if isinstance(v, bytes) else str(v) for v in (name, driver)]
+    return {"name": as_text[0], "driver": as_text[1]}
