@@ -200,8 +200,15 @@ class CudaSessions:
             self._bind(lane)
 
     def _open_on(self, lane: Lane, *, graphs: bool) -> ort.InferenceSession:
-        options = self.device.provider_options(graphs=graphs)
-        return self.device.on(lane, self._open, options, self.device.session_config())
+        device = self.device
+        try:
+            return device.on(lane, self._open, device.provider_options(graphs=graphs), device.session_config())
+        except Exception as exc:
+            if not device.shared_arena:
+                raise
+            log.warning("a session on the shared CUDA arena failed (%s); sessions get arenas of their own", exc)
+            device.shared_arena = False  # each bounded by its share of the limit from now on
+            return device.on(lane, self._open, device.provider_options(graphs=graphs), device.session_config())
 
     def _bind(self, lane: Lane) -> None:
         session = self.sessions[lane.index]

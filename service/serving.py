@@ -101,7 +101,7 @@ def _cuda_device(settings: Settings, plan: Plan, members: int) -> CudaDevice | N
     try:
         return CudaDevice(config, max_batch_size=plan.max_batch_size, models=members)
     except Exception as exc:  # no memory for the buffers, a broken driver: as a provider that failed
-        raise ProviderUnavailable(f"the CUDA device would not open: {type(exc).__name__}: {exc}") from None
+        raise ProviderUnavailable(f"the CUDA provider would not open the device: {type(exc).__name__}: {exc}") from None
 
 
 def _open_models(

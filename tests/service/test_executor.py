@@ -166,6 +166,7 @@ def test_a_slow_first_run_on_each_thread_does_not_make_admission_shed_a_burst(
         cold: set[int] = set()
 
         def model(batch: np.ndarray) -> np.ndarray:
+            clock[0] += 0.0004 + 0.0001 * len(batch)  # what warm-up measured
             if threading.get_ident() not in cold:  # the first run on this slot's thread
                 cold.add(threading.get_ident())
                 clock[0] += 0.3  # 600 times the measured cost of a batch of one
@@ -180,10 +181,11 @@ def test_a_slow_first_run_on_each_thread_does_not_make_admission_shed_a_burst(
         while len(cold) < 2:  # requests two at a time until both slot threads ran cold once
             first = [s.admit(1, ["a"]) for _ in range(2)]
             await asyncio.gather(*(r.run(rows(0, 1), deadline=None) for r in first))
-        assert cost.per_row("a") == pytest.approx(0.0001) and cost.fixed("a") == pytest.approx(0.0004)
-        # 1,600 rows at once: 0.19 s of work on 2 slots as measured, under the 0.5 s bound; with the
-        # cold runs averaged in it would be seconds, and most of the burst would get 503.
-        burst = [s.admit(8, ["a"]) for _ in range(200)]
+        # Not 600 times the measurement (two slots share the fake clock: up to twice it).
+        assert cost.per_row("a") <= 2 * 0.0001 and cost.fixed("a") <= 2 * 0.0004
+        # 800 rows at once: under 0.2 s of work on 2 slots, under the 0.5 s bound; with the cold
+        # runs averaged in (a moving average) it would be 12 s, and most of the burst would get 503.
+        burst = [s.admit(8, ["a"]) for _ in range(100)]
         await asyncio.gather(*(r.run(rows(0, 8), deadline=None) for r in burst))
         await batcher.stop()
 
