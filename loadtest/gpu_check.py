@@ -156,6 +156,8 @@ def run_gpu_check(args: argparse.Namespace) -> int:
         _ceiling(repo.members[0].path, provider, batches, v, lanes=lanes, point_s=point_s)
         for v in _variants(cuda, extra, everything=not (args.no_variants or args.quick))
     ]
+    args.output.mkdir(parents=True, exist_ok=True)
+    write_json(args.output / "result.json", result)  # after each step: a run cut short keeps what it measured
     best = max(result["ceiling"][0]["points"], key=lambda p: p["images_per_s"])  # the service's variant
     corpus = load_corpus(args.images)
     decode_s = preprocess_cost(corpus.images, 1, max_images=50)
@@ -164,22 +166,28 @@ def run_gpu_check(args: argparse.Namespace) -> int:
     modes = [Mode.parse(m) for m in args.modes if Mode.parse(m).models <= len(repo.members)]
     service_cmd = ["--model-repository", str(args.model_repository), "--providers", provider, "--precision",
                    precision, "--log-level", "info", "--max-queue-rows", "4096", *extra]
-    args.output.mkdir(parents=True, exist_ok=True)
     log = args.output / "server.log"
     images = corpus.images[: max(1, args.check_images)]
     launched = time.perf_counter()
     with ServerProcess("service", service_cmd, log=log) as server, MemoryWatch(server.pid) as memory:
         result["ready_s"] = time.perf_counter() - launched
         memory.phase("ready")
+
+        def save() -> None:
+            result["memory"] = memory.summary()
+            write_json(args.output / "result.json", result)
+
         before = _scrape(server.url)
         light = [m for m in LIGHT if Mode.parse(m).models <= len(repo.members)]
         result["burst"] = burst(server.url, corpus.images, light, 16 if args.quick else args.burst)
         result["burst"]["estimates"] = _estimates(before, _scrape(server.url))
         print(f"  burst of {result['burst']['count']}: {result['burst']['statuses']}", file=sys.stderr, flush=True)
+        save()
         result["alone"] = {m.name: _alone(server.url, corpus.images, m, 3 if args.quick else args.alone)
                            for m in modes}
         result["correctness"] = compare(server.url, Reference(args.model_repository), images,
                                         [m.name for m in modes], tolerance=TOLERANCE[precision])
+        save()
         result["service"] = {}
         phases = Phases(server, corpus, phase_s=mode_s, warmup_s=min(2.0, mode_s / 3))
         before = _scrape(server.url)
@@ -188,10 +196,11 @@ def run_gpu_check(args: argparse.Namespace) -> int:
             load = _mode_load(mode, args.concurrency, mode_s)
             r = phases.run(f"{mode.name} c{load['concurrency']}", mode.name, timeout_s=300.0, **load)
             result["service"][mode.name] = _row(r, mode, best["images_per_s"], result["decode_budget_ips"])
+            save()
         after = _scrape(server.url)
         result["estimates_under_load"] = _estimates(before, after)
         result["graph_fallbacks"] = after.total("googlenet_cuda_graph_fallbacks_total")
-        result["memory"] = memory.summary()
+        save()
     if not args.no_baseline:
         with ServerProcess("loadtest.baseline", ["--model-repository", str(args.model_repository),
                                                  "--providers", provider], log=log) as server:
