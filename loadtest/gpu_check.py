@@ -53,7 +53,7 @@ def add_gpu_check_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-repository", type=Path, default=Path("model_repository"))
     parser.add_argument("--providers", choices=("auto", "cuda", "cpu"), default="auto")
     parser.add_argument("--precision", choices=("fp16", "fp32"), help="default fp16 on CUDA, fp32 on CPU")
-    parser.add_argument("--batches", type=int, nargs="+", help="ceiling batch sizes (default 1 8 32 64 128 256 "
+    parser.add_argument("--batches", type=int, nargs="+", help="ceiling batch sizes (default 1 8 32 128 256 "
                                                                "on CUDA, 1 2 4 8 on CPU)")
     parser.add_argument("--point-s", type=float, default=2.0, help="seconds per ceiling point (default 2)")
     parser.add_argument("--mode-s", type=float, default=10.0, help="seconds measured per mode (default 10)")
@@ -145,20 +145,27 @@ def run_gpu_check(args: argparse.Namespace) -> int:
     repo = load_repository(args.model_repository, precision=precision)
     cores = machine.cores()
     lanes = 2 if cuda else cores  # the service's defaults (service/serving.py)
-    batches = args.batches or ([1, 8, 32, 64, 128, 256] if cuda else [1, 2, 4, 8])
+    batches = args.batches or ([1, 8, 32, 128, 256] if cuda else [1, 2, 4, 8])
     point_s, mode_s = (0.5, 1.5) if args.quick else (args.point_s, args.mode_s)
     extra = shlex.split(args.service_args)
     result: dict[str, Any] = {"machine": machine.describe(), "provider": provider, "precision": precision,
                               "members": len(repo.members), "service_args": extra, "gpu": gpu.device_info(),
                               "onnxruntime": ort.__version__}
     print(f"gpu-check on {provider.upper()} ({precision}), {cores} cores", file=sys.stderr, flush=True)
-    result["ceiling"] = [
-        _ceiling(repo.members[0].path, provider, batches, v, lanes=lanes, point_s=point_s)
-        for v in _variants(cuda, extra, everything=not (args.no_variants or args.quick))
-    ]
+    result["ceiling"] = []
+    for variant in _variants(cuda, extra, everything=not (args.no_variants or args.quick)):
+        try:
+            result["ceiling"].append(_ceiling(repo.members[0].path, provider, batches, variant, lanes=lanes,
+                                              point_s=point_s))
+        except Exception as exc:  # one variant that cannot run must not cost the rest of the check
+            print(f"  ceiling {variant}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            result["ceiling"].append({**variant, "error": f"{type(exc).__name__}: {exc}", "warm_s": 0.0,
+                                      "points": [{"batch": b, "images_per_s": 0.0, "ms_per_batch": 0.0,
+                                                  "cpu_cores": 0.0} for b in batches]})
     args.output.mkdir(parents=True, exist_ok=True)
     write_json(args.output / "result.json", result)  # after each step: a run cut short keeps what it measured
-    best = max(result["ceiling"][0]["points"], key=lambda p: p["images_per_s"])  # the service's variant
+    measured = [v for v in result["ceiling"] if "error" not in v] or result["ceiling"]
+    best = max(measured[0]["points"], key=lambda p: p["images_per_s"])  # the service's variant, if it ran
     corpus = load_corpus(args.images)
     decode_s = preprocess_cost(corpus.images, 1, max_images=50)
     result.update(best=best, decode_ms=decode_s * 1000, decode_budget_ips=cores / decode_s)

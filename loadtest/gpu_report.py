@@ -17,7 +17,7 @@ def _ceiling(result: dict[str, Any]) -> list[str]:
     lines = ["| runtime variant | warm-up s | " + " | ".join(f"batch {b}" for b in batches) + " |",
              "|---|---:|" + "---:|" * len(batches)]
     for v in variants:
-        name = f"graphs {'on' if v['graphs'] else 'off'}, search {v['search']}"
+        name = f"graphs {'on' if v['graphs'] else 'off'}, search {v['search']}" + (" (failed)" if "error" in v else "")
         cells = " | ".join(f"{p['images_per_s']:,.0f} ({p['ms_per_batch']:.2f} ms)" for p in v["points"])
         lines.append(f"| {name} | {v['warm_s']:.1f} | {cells} |")
     best = result["best"]

@@ -52,7 +52,7 @@ def batch_buckets(max_batch_size: int) -> list[int]:
 class CudaConfig:
     device_id: int = 0
     lanes: int = 2
-    memory_limit_bytes: int = 4 << 30
+    memory_limit_bytes: int = 6 << 30
     graphs: bool = True
     # HEURISTIC: cuDNN's first choice per shape, no timed search at warm-up (docs/benchmarks.md).
     conv_algo_search: ConvAlgoSearch = "HEURISTIC"

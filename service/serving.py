@@ -8,9 +8,10 @@ FastAPI dependency (service/api/deps.py), never through an untyped bag.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
-from service import metrics
+from service import gpu, metrics
 from service.admission import CostModel
 from service.batching import Batcher
 from service.classifier import Classifier
@@ -121,9 +122,11 @@ def _open_models(
         cost.seed(entry.name, per_row, fixed)
         metrics.MODEL_INFO.labels(entry.name, str(entry.version), entry.sha256, plan.provider, entry.precision).set(1)
         if model.cuda is not None:
+            held = gpu.process_memory_bytes(os.getpid(), settings.device_id)
             log.info("%s on CUDA: nodes per provider %s, %d of %d buckets replay a CUDA graph; batch cost "
-                     "%.2f ms + %.3f ms per row", entry.name, model.cuda.placement(), model.cuda.graph_buckets(),
-                     len(model.cuda.device.lanes) * len(model.cuda.device.buckets), fixed * 1000, per_row * 1000)
+                     "%.2f ms + %.3f ms per row; GPU memory held so far %s MiB", entry.name, model.cuda.placement(),
+                     model.cuda.graph_buckets(), len(model.cuda.device.lanes) * len(model.cuda.device.buckets),
+                     fixed * 1000, per_row * 1000, "unknown" if held is None else held >> 20)
     return models
 
 

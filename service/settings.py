@@ -64,7 +64,7 @@ class Settings(BaseSettings):
         "bucket). A bucket whose capture fails is served without one, logged and counted.",
     )
     gpu_memory_limit_mib: int = Field(
-        4096, ge=256,
+        6144, ge=256,
         description="Device memory ONNX Runtime's arena may hold for every model's runs together (CUDA only); "
         "the CUDA context and libraries come on top (docs/benchmarks.md: about 1 GiB).",
     )

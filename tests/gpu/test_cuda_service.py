@@ -45,7 +45,7 @@ def test_a_burst_of_256_light_requests_on_the_idle_device_is_neither_shed_nor_fa
 def test_device_memory_is_flat_from_the_first_mode_to_the_last(
     fp16: ServerProcess, gpu_repository: Path, jpegs: list[bytes]
 ) -> None:
-    def load(mode: str) -> None:  # 8 clients, 3 requests each: every lane busy with this mode's batches
+    def load(mode: str) -> None:  # each client 3 requests: every lane busy with this mode's batches
         crops, models = mode.split("x")
         with httpx.Client(base_url=fp16.url, timeout=120) as client:
             for image in jpegs:
@@ -57,7 +57,8 @@ def test_device_memory_is_flat_from_the_first_mode_to_the_last(
         memory.phase("ready")
         for mode in modes(gpu_repository):
             memory.phase(f"mode {mode}")
-            list(clients.map(load, [mode] * 8))
+            # 8 clients; 2 for 144 crops, whose 1,008-row requests would otherwise wait past max_queue_wait_ms
+            list(clients.map(load, [mode] * (2 if mode.startswith("144x") else 8)))
         memory.phase("end")
     summary = memory.summary()
     assert summary["peak_mib"] is not None, "NVML does not see the service's process"
