@@ -174,13 +174,21 @@ class Classifier:
             submitted.append(future)
             return asyncio.wrap_future(future)
 
-        async def one(data: bytes) -> tuple[np.ndarray, float, float]:
-            image, decode_s = await pool(self._decode, data, crops)
+        def whole(data: bytes, failed: threading.Event) -> tuple[np.ndarray, float, float]:
+            image, decode_s = self._decode(data, crops, failed)
             plan = crop_plan(image.width, image.height, crops)
             out = np.empty((len(plan), CROP, CROP, 3), dtype=np.uint8)
-            # The 144 crops' four scales in parallel: as one thread they are most of a GPU request's time.
-            groups = scale_groups(plan) if len(plan) > 10 else [slice(0, len(plan))]
-            crops_s = sum(await asyncio.gather(*(pool(self._fill, image, plan[g], out[g]) for g in groups)))
+            return out, decode_s, self._fill(image, plan, out, failed)
+
+        async def one(data: bytes) -> tuple[np.ndarray, float, float]:
+            if crops <= 10:  # one job: a second trip through the pool would cost more than it saves
+                out, decode_s, crops_s = await pool(whole, data)
+            else:  # the 144 crops' four scales in parallel: as one thread they are most of a GPU request
+                image, decode_s = await pool(self._decode, data, crops)
+                plan = crop_plan(image.width, image.height, crops)
+                out = np.empty((len(plan), CROP, CROP, 3), dtype=np.uint8)
+                scales = [pool(self._fill, image, plan[g], out[g]) for g in scale_groups(plan)]
+                crops_s = sum(await asyncio.gather(*scales))
             metrics.PREPROCESS_DURATION.labels(str(crops)).observe(decode_s + crops_s)
             self.prep_cost.observe(crops, decode_s + crops_s)
             return out, decode_s, crops_s
