@@ -27,11 +27,11 @@ def _scoped(node: onnx.NodeProto, scope: str) -> onnx.NodeProto:
 
 
 def _linear(weight: np.ndarray, bias: np.ndarray) -> onnx.ModelProto:
-    """uint8 [N, 3] -> Cast -> Gemm(model.fc.*) -> Mul by itself (scoped as an LRN) -> Softmax."""
+    """uint8 [N, 3] -> Cast -> Gemm(model.fc.*) -> Mul by a constant -> Softmax."""
     nodes = [
         helper.make_node("Cast", ["image"], ["x"], to=TensorProto.FLOAT, name="cast"),
         helper.make_node("Gemm", ["x", "model.fc.weight", "model.fc.bias"], ["logits"], transB=1, name="fc"),
-        _scoped(helper.make_node("Mul", ["logits", "scale"], ["scaled"], name="square"), "model.lrn1"),
+        _scoped(helper.make_node("Mul", ["logits", "scale"], ["scaled"], name="scale"), "['', 'model', 'scale']"),
         helper.make_node("Softmax", ["scaled"], ["probabilities"], axis=1, name="softmax"),
     ]
     graph = helper.make_graph(
@@ -98,7 +98,7 @@ def test_bind_refuses_a_parameter_the_graph_lacks() -> None:
         onnx_graph.bind(TEMPLATE, state)
 
 
-def test_fp16_halves_the_weights_but_keeps_the_io_the_softmax_and_the_lrn_in_float32() -> None:
+def test_fp16_halves_the_weights_but_keeps_the_io_and_the_softmax_in_float32() -> None:
     rng = np.random.default_rng(1)
     weight, bias = rng.normal(size=(4, 3)).astype(np.float32) / 100, rng.normal(size=4).astype(np.float32)
     state = {"fc.weight": torch.from_numpy(weight), "fc.bias": torch.from_numpy(bias)}
@@ -114,13 +114,62 @@ def test_fp16_halves_the_weights_but_keeps_the_io_the_softmax_and_the_lrn_in_flo
     types = {v.name: v.type.tensor_type.elem_type for v in values}
     by_name = {n.name: n for n in half.graph.node}
     assert types[by_name["fc"].output[0]] == TensorProto.FLOAT16
-    for name in ("square", "softmax"):
-        assert types[by_name[name].input[0]] == TensorProto.FLOAT, name
+    assert types[by_name["softmax"].input[0]] == TensorProto.FLOAT
     outputs = [o for n in half.graph.node for o in n.output]
     assert len(outputs) == len(set(outputs))  # each value made once
     got = _session(half).run(None, {"image": ROWS})[0]
     np.testing.assert_allclose(got, _expected(weight, bias), atol=2e-3)
     assert proto.graph.initializer[0].data_type == TensorProto.FLOAT  # the fp32 graph is left as it was
+
+
+def _traced_lrn(channels: int = 8) -> onnx.ModelProto:
+    """float [N, C, 5, 5] -> Relu -> the nodes torch's exporter writes for model.lrn1 (LocalResponseNorm.forward)."""
+    scope = "['', 'model', 'model.lrn1', '{}']"
+    ops = [
+        ("Mul", ["xr", "xr"], ["sq"]), ("Unsqueeze", ["sq", "axis1"], ["u"]), ("Pad", ["u", "pads"], ["p"]),
+        ("AveragePool", ["p"], ["a"]), ("Squeeze", ["a", "axis1"], ["m"]), ("Mul", ["m", "alpha"], ["am"]),
+        ("Add", ["am", "k"], ["t"]), ("Sqrt", ["t"], ["r"]), ("Sqrt", ["r"], ["rr"]), ("Mul", ["r", "rr"], ["d"]),
+        ("Div", ["xr", "d"], ["y"]),
+    ]
+    nodes = [helper.make_node("Relu", ["x"], ["xr"], name="before")]
+    for i, (op, inputs, outputs) in enumerate(ops):
+        extra = {"kernel_shape": [5, 1, 1], "strides": [1, 1, 1]} if op == "AveragePool" else {}
+        nodes.append(_scoped(helper.make_node(op, inputs, outputs, name=f"n{i}", **extra), scope.format(f"n{i}")))
+    nodes.append(helper.make_node("Relu", ["y"], ["out"], name="after"))
+    pads = np.array([0, 0, 2, 0, 0, 0, 0, 2, 0, 0], np.int64)  # the channel axis, as depth: 2 before, 2 after
+    graph = helper.make_graph(
+        nodes, "lrn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", channels, 5, 5])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", channels, 5, 5])],
+        [numpy_helper.from_array(np.array([1], np.int64), "axis1"), numpy_helper.from_array(pads, "pads"),
+         numpy_helper.from_array(np.array(1e-4, np.float32), "alpha"),
+         numpy_helper.from_array(np.array(1.0, np.float32), "k")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+
+
+def test_the_traced_lrn_becomes_onnx_lrn_with_the_same_answers() -> None:
+    traced = _traced_lrn()
+    native = onnx_graph.native_lrn(onnx.ModelProto.FromString(traced.SerializeToString()))
+    assert [n.op_type for n in native.graph.node] == ["Relu", "LRN", "Relu"]
+    (lrn,) = [n for n in native.graph.node if n.op_type == "LRN"]
+    attributes = {a.name: helper.get_attribute_value(a) for a in lrn.attribute}
+    assert attributes == pytest.approx({"size": 5, "alpha": 1e-4, "beta": 0.75, "bias": 1.0})
+    assert not native.graph.initializer  # the traced nodes' constants went with them
+    x = (np.random.default_rng(0).normal(size=(2, 8, 5, 5)) * 30).astype(np.float32)  # negatives too
+    expected = _session(traced).run(None, {"x": x})[0]
+    np.testing.assert_allclose(_session(native).run(None, {"x": x})[0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_fp16_keeps_the_native_lrn_in_float32() -> None:
+    half = onnx_graph.to_fp16(_traced_lrn())
+    inferred = onnx.shape_inference.infer_shapes(half)
+    types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.graph.value_info, *inferred.graph.output]}
+    (lrn,) = [n for n in half.graph.node if n.op_type == "LRN"]
+    assert types[lrn.input[0]] == types[lrn.output[0]] == TensorProto.FLOAT  # x^2 would overflow fp16 past 256
+    x = (np.random.default_rng(1).normal(size=(2, 8, 5, 5)) * 30).astype(np.float32)
+    np.testing.assert_allclose(_session(half).run(None, {"x": x})[0], _session(_traced_lrn()).run(None, {"x": x})[0],
+                               rtol=2e-3, atol=2e-3)
 
 
 def test_a_graph_whose_inputs_are_never_made_cannot_be_ordered() -> None:
