@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from service import ladder, metrics
+from service.decode_cost import DecodeLimits
 from service.errors import DeadlineExceeded, InvalidImage, ServiceError
 from service.postprocess import Prediction, average, top_k
 from service.preprocess import preprocess
@@ -42,11 +43,13 @@ class Classification:
 
 class Classifier:
     def __init__(
-        self, scheduler: Scheduler, labels: list[tuple[str, str]], *, max_pixels: int, max_aspect: float, threads: int
+        self, scheduler: Scheduler, labels: list[tuple[str, str]], *, max_pixels: int, max_aspect: float, threads: int,
+        limits: DecodeLimits | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.labels = labels
         self.max_pixels, self.max_aspect = max_pixels, max_aspect
+        self.limits = limits  # what one decode may cost (service/decode_cost.py)
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="preprocess")
 
     @property
@@ -89,7 +92,7 @@ class Classifier:
 
     def _preprocess(self, data: bytes, crops: int) -> np.ndarray:
         started = time.perf_counter()
-        rows = preprocess(data, crops, max_pixels=self.max_pixels, max_aspect=self.max_aspect)
+        rows = preprocess(data, crops, max_pixels=self.max_pixels, max_aspect=self.max_aspect, limits=self.limits)
         metrics.PREPROCESS_DURATION.labels(str(crops)).observe(time.perf_counter() - started)
         return rows
 

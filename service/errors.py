@@ -44,6 +44,12 @@ class ImageTooLarge(ServiceError):
     status, code = 422, "image_too_large"
 
 
+class ImageTooCostly(ServiceError):
+    """Decoding the image would cost more CPU or memory than one image may (service/decode_cost.py)."""
+
+    status, code = 422, "image_too_costly"
+
+
 class InferenceFailed(ServiceError):
     status, code = 500, "inference_failed"
 

@@ -14,6 +14,7 @@ from service import metrics
 from service.admission import CostModel
 from service.batching import Batcher
 from service.classifier import Classifier
+from service.decode_cost import DecodeLimits, DecodeMemory
 from service.executor import DeviceExecutor
 from service.repository import Repository, load_repository
 from service.runtime import OnnxModel, ProviderUnavailable, choose_provider
@@ -131,6 +132,8 @@ def open_serving(settings: Settings) -> Serving:
         scheduler, [(label.wnid, label.name) for label in repository.labels],
         max_pixels=settings.max_image_pixels, max_aspect=settings.max_aspect_ratio,
         threads=settings.preprocess_threads or settings.cpu_count,
+        limits=DecodeLimits(settings.max_image_segments, settings.max_decode_ms / 1000,
+                            DecodeMemory(settings.max_decode_bytes)),
     )
     log.info(
         "serving %d models from %s on %s (%s), max_batch_size=%d, max_queue_wait_ms=%g, max_queue_rows=%d, "

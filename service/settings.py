@@ -95,6 +95,21 @@ class Settings(BaseSettings):
     max_aspect_ratio: float = Field(
         32.0, ge=1, description="Longest over shortest side an image may have (422 past it), checked on the header."
     )
+    max_image_segments: int = Field(
+        1024, ge=16,
+        description="JPEG marker segments, PNG chunks (image data chunks of 4 KiB or more aside) or GIF blocks "
+        "before the first frame an image may have (422 past it), counted before the image library parses them.",
+    )
+    max_decode_ms: float = Field(
+        1000.0, gt=0,
+        description="CPU time one image's decode may take: priced from its header (pixels, bit depth, progressive "
+        "scans) and refused (422) past it, and stopped if it runs past it.",
+    )
+    max_decode_bytes: int = Field(
+        256 * 2**20, ge=2**20,
+        description="Memory of images being decoded at once (each priced from its header); one that alone needs "
+        "more is refused (422), others wait for room.",
+    )
     max_images_per_request: int = Field(16, ge=1, description="Images in one multipart request.")
     # 60 s: the paper's best mode (144 crops x 7 models, 1,008 evaluations) takes 25-30 s on 2 CPU cores.
     request_timeout_ms: float = Field(
