@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from service import ladder, metrics
+from service.crops import CROP_COUNTS
 from service.decode_cost import DecodeLimits
 from service.errors import DeadlineExceeded, InvalidImage, ServiceError
 from service.postprocess import Prediction, average, top_k
@@ -50,6 +51,15 @@ class Classifier:
         self.labels = labels
         self.max_pixels, self.max_aspect = max_pixels, max_aspect
         self.limits = limits  # what one decode may cost (service/decode_cost.py)
+        # Every mode crops/ensemble=auto can choose, known now: the metric's label values never come from input.
+        members = len(scheduler.names)
+        self._auto_modes = {
+            mode.label
+            for crops in (None, *CROP_COUNTS) for models in (None, *range(1, members + 1))
+            for mode in ladder.ladder(crops=crops, models=models, members=members)
+        }
+        for label in self._auto_modes:
+            metrics.AUTO_CHOICES.labels(label)
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="preprocess")
 
     @property
@@ -82,7 +92,8 @@ class Classifier:
             return True
 
         mode = ladder.choose(rungs, fits)
-        metrics.AUTO_CHOICES.labels(mode.label).inc()
+        if mode.label in self._auto_modes:  # a member count out of range is refused by `members` below
+            metrics.AUTO_CHOICES.labels(mode.label).inc()
         return mode.crops, chosen(mode)
 
     def check_room(self, rows: int, members: list[str], *, deadline: float | None) -> None:

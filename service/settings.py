@@ -86,8 +86,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(20 * 2**20, ge=1, description="Largest request body, enforced while reading.")
     max_inflight_body_bytes: int = Field(
         256 * 2**20, ge=1,
-        description="Bytes of request bodies held at once, over all requests; past it 503 + Retry-After "
-        "before the body is read (at least max_body_bytes).",
+        description="Bytes of request bodies held at once, over all requests, counted as they arrive (and a "
+        "compressed v2 body's inflated bound); past it 503 + Retry-After (at least max_body_bytes).",
+    )
+    body_read_timeout_ms: float = Field(
+        10_000, gt=0, description="Longest pause between two pieces of a request body before 408.",
     )
     max_image_pixels: int = Field(
         50_000_000, ge=1, description="Largest decoded image (width x height), checked before decoding."
