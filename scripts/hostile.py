@@ -271,13 +271,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repository", type=Path, required=True)
     parser.add_argument("--count", type=int, default=3, help="Rounds per attack.")
     parser.add_argument("--first-audit", action="store_true", help="Run the first audit's attacks instead.")
-    parser.add_argument("--only", default="", help="Run only the attacks whose name starts with this.")
+    parser.add_argument("--only", default="", help="Comma-separated name prefixes: run only those attacks.")
     parser.add_argument("--service-root", type=Path, default=ROOT, help="Checkout whose `python -m service` runs.")
     parser.add_argument("--json", type=Path, help="Also write the rows here.")
     args = parser.parse_args(argv)
     table = first_audit if args.first_audit else hostile_attacks.attacks
     rows = []
-    for name in [n for n in table() if n.startswith(args.only)]:
+    for name in [n for n in table() if n.startswith(tuple(args.only.split(",")))]:
         with service(args.repository, args.service_root) as (url, grpc_target, proc):
             target = Target(url, grpc_target, httpx.get(f"{url}/v1/models", timeout=30).json()["name"])
             rows.append(run(target, proc, name, table()[name], args.count))

@@ -50,6 +50,9 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         summary="GoogLeNet (Szegedy et al. 2014) with the paper's 1/10/144-crop and 7-model ensemble modes.",
         lifespan=lifespan,
+        # Swagger UI and ReDoc load their scripts from a CDN: off unless asked for; /openapi.json stays.
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url="/redoc" if settings.api_docs else None,
     )
     app.state.serving = None  # the one thing app.state holds: set once the models are warm
     errors.install(app)

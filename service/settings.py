@@ -5,6 +5,7 @@ Only this module reads the environment. `python -m service --help` lists the sam
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -24,6 +25,26 @@ class Settings(BaseSettings):
         description="TCP port of the KServe v2 gRPC API (Triton's 8001), on the same host; 0 turns gRPC off.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    # Connections (docs/reliability.md, "Connections"): slow and idle clients are cut.
+    header_timeout_ms: float = Field(
+        10_000, gt=0,
+        description="An HTTP request's line and headers must arrive within this of the connection opening or "
+        "the previous answer (408 if they started, else closed); also the gRPC handshake's bound.",
+    )
+    idle_timeout_ms: float = Field(
+        15_000, gt=0, description="An HTTP or gRPC connection with no request in flight is closed after this.",
+    )
+    max_header_bytes: int = Field(
+        64 * 1024, ge=4096, description="Bytes of an HTTP request's line and headers (431 past it).",
+    )
+    max_url_bytes: int = Field(8192, ge=256, description="Bytes of an HTTP request's target (414 past it).")
+    grpc_max_streams: int = Field(
+        100, ge=1, description="Concurrent gRPC calls on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).",
+    )
+    grpc_max_connection_age_ms: float = Field(
+        600_000, gt=0,
+        description="A gRPC connection is closed (GOAWAY) after this; clients reconnect, calls in flight finish.",
+    )
     # Graceful stop on SIGTERM (docs/deployment.md): readiness goes false, then after the delay the
     # listener closes and accepted requests get up to the grace period to finish.
     shutdown_delay_s: float = Field(
@@ -133,6 +154,10 @@ class Settings(BaseSettings):
         [], description="Comma-separated origins whose browser pages may call the API (empty: CORS off).",
     )
     log_format: Literal["json", "text"] = Field("json", description="Log lines as JSON objects or plain text.")
+    api_docs: bool = Field(
+        False,
+        description="Serve /docs and /redoc (their pages load scripts from a CDN); /openapi.json is always served.",
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -150,4 +175,27 @@ class Settings(BaseSettings):
 
     @property
     def cpu_count(self) -> int:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        """CPUs this process may use: its affinity, capped by a cgroup CPU quota (a 2-CPU pod on a
+        64-core node sees 64 cores in the affinity; os.process_cpu_count does not read quotas)."""
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        quota = cgroup_cpu_quota()
+        return max(1, min(cores, math.ceil(quota))) if quota else cores
+
+
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def cgroup_cpu_quota(root: Path = CGROUP) -> float | None:
+    """CPUs the cgroup quota allows (quota / period), or None when unlimited or unreadable:
+    cgroup v2's cpu.max ("max 100000" or "200000 100000"), else v1's cpu.cfs_quota_us / cfs_period_us."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
