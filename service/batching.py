@@ -28,6 +28,7 @@ from service.executor import DeviceExecutor
 log = logging.getLogger(__name__)
 RunBatch = Callable[[np.ndarray], np.ndarray]
 _seq = itertools.count()
+DEFAULT_ROW_S = 0.05  # without a cost model: about one CPU core's GoogLeNet row
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class _Job:
     future: asyncio.Future[Result]
     deadline: float | None  # loop.time() after which the rows are not worth evaluating
     enqueued: float
+    row_s: float = 0.0  # device seconds per row, for the fair cut's virtual start
     seq: int = field(default_factory=lambda: next(_seq))
     sent: int = 0  # rows handed to batches so far
     done: int = 0  # rows whose outputs came back
@@ -166,7 +168,8 @@ class Batcher:
         else:
             self._admit(len(rows))
         loop = asyncio.get_running_loop()
-        job = _Job(rows, loop.create_future(), deadline, loop.time())
+        per_row = self.cost.per_row(self.name) if self.cost is not None else DEFAULT_ROW_S
+        job = _Job(rows, loop.create_future(), deadline, loop.time(), per_row / self.executor.slots)
         self.jobs.append(job)
         self._queue(len(rows))
         self.executor.notify()
