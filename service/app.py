@@ -68,6 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def mark_draining(app: FastAPI) -> None:
-    """SIGTERM's first step (service/lifecycle.py): readiness false, accepted work continues."""
+    """SIGTERM's first step (service/lifecycle.py): readiness false; v1, v2 and gRPC all keep serving
+    until the listener closes (v2 and gRPC refused during the delay while v1 served, before)."""
     if app.state.serving is not None:
-        app.state.serving.accepting = False
+        app.state.serving.draining = True

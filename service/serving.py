@@ -65,6 +65,7 @@ class Serving:
     plan: Plan
     classifier: Classifier
     accepting: bool = False  # false while loading or draining: accepted work still completes
+    draining: bool = False  # SIGTERM's delay: readiness false, every protocol still serves (service/lifecycle.py)
 
     @property
     def failure(self) -> Exception | None:
@@ -72,9 +73,14 @@ class Serving:
         return self.classifier.scheduler.failure
 
     @property
-    def ready(self) -> bool:
-        """Takes new work: /readyz, /v2/health/ready and the handlers' `Ready` dependency."""
+    def serves(self) -> bool:
+        """Takes new work: the handlers' `Ready` dependency and gRPC calls (also during the delay)."""
         return self.accepting and self.failure is None
+
+    @property
+    def ready(self) -> bool:
+        """Tells load balancers to send work: /readyz, /v2/health/ready, gRPC ServerReady."""
+        return self.serves and not self.draining
 
     @property
     def provider(self) -> str:

@@ -106,7 +106,7 @@ class InferenceServicer:
                                    "duration_ms": round(elapsed * 1000, 2)})
 
     def _catalog(self) -> Catalog:
-        if not self.serving.ready:
+        if not self.serving.serves:
             raise NotReady("the models are still loading", headers={"Retry-After": "1"})
         return self.catalog
 
