@@ -130,7 +130,7 @@ class Settings(BaseSettings):
         "scans) and refused (422) past it, and stopped if it runs past it.",
     )
     max_decode_bytes: int = Field(
-        256 * 2**20, ge=2**20,
+        192 * 2**20, ge=2**20,
         description="Memory of images being decoded at once (each priced from its header); one that alone needs "
         "more is refused (422), others wait for room.",
     )
