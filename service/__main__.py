@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from service import logs
 from service.api import connection
-from service.app import create_app, mark_draining
+from service.app import create_app, mark_closing, mark_draining
 from service.lifecycle import GracefulServer
 from service.settings import Settings
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
                             timeout_keep_alive=settings.idle_timeout_ms / 1000)
     # SIGTERM: readiness false, listener open for shutdown_delay_s, then drain (service/lifecycle.py).
     server = GracefulServer(config, delay_s=settings.shutdown_delay_s,
-                            on_draining=lambda: mark_draining(app))
+                            on_draining=lambda: mark_draining(app), on_closing=lambda: mark_closing(app))
     server.run()
     return 0 if server.started else 1
 

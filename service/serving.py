@@ -7,8 +7,9 @@ FastAPI dependency (service/api/deps.py), never through an untyped bag.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from service import metrics
 from service.admission import CostModel
@@ -66,6 +67,8 @@ class Serving:
     classifier: Classifier
     accepting: bool = False  # false while loading or draining: accepted work still completes
     draining: bool = False  # SIGTERM's delay: readiness false, every protocol still serves (service/lifecycle.py)
+    stop_by: float | None = None  # loop time the one grace period of a stop ends (set when the listener closes)
+    closing: asyncio.Event = field(default_factory=asyncio.Event)  # the listener closed: gRPC stops too
 
     @property
     def failure(self) -> Exception | None:
