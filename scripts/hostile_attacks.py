@@ -64,11 +64,12 @@ def images_at_once(build: Callable[[], bytes], headers: dict[str, str], at_once:
 
 
 def declared_never_sent(t: Target, count: int) -> Result:
-    """18 connections declare a 20 MiB body and send none of it; meanwhile 3 v1 and 3 v2 uploads."""
+    """18 connections declare bodies of 256 MiB in all (the default in-flight budget) and send none
+    of them; meanwhile v1 and v2 uploads."""
     head = b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
     socks = [socket.create_connection(host_port(t.url)) for _ in range(18)]
     for sock in socks:
-        sock.sendall(head % (20 * MB))
+        sock.sendall(head % (256 * MB // 18))
     time.sleep(0.5)
     body = json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
                                    "data": [base64.b64encode(ordinary_image()).decode()]}]}).encode()
