@@ -28,7 +28,7 @@ from service.executor import DeviceExecutor
 log = logging.getLogger(__name__)
 RunBatch = Callable[[np.ndarray], np.ndarray]
 _seq = itertools.count()
-DEFAULT_ROW_S = 0.05  # without a cost model: about one CPU core's GoogLeNet row
+_NOMINAL = CostModel()  # without a cost model of its own: about one CPU core's GoogLeNet row
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class _Job:
     future: asyncio.Future[Result]
     deadline: float | None  # loop.time() after which the rows are not worth evaluating
     enqueued: float
-    row_s: float = 0.0  # device seconds per row, for the fair cut's virtual start
+    row_s: float = 0.0  # device seconds per row (service/fair_cut.py)
     seq: int = field(default_factory=lambda: next(_seq))
     sent: int = 0  # rows handed to batches so far
     done: int = 0  # rows whose outputs came back
@@ -168,8 +168,8 @@ class Batcher:
         else:
             self._admit(len(rows))
         loop = asyncio.get_running_loop()
-        per_row = self.cost.per_row(self.name) if self.cost is not None else DEFAULT_ROW_S
-        job = _Job(rows, loop.create_future(), deadline, loop.time(), per_row / self.executor.slots)
+        row_s = (self.cost or _NOMINAL).per_row(self.name) / self.executor.slots  # the fair cut's clock
+        job = _Job(rows, loop.create_future(), deadline, loop.time(), row_s)
         self.jobs.append(job)
         self._queue(len(rows))
         self.executor.notify()
