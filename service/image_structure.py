@@ -84,7 +84,8 @@ def _jpeg(data: bytes, found: Structure, limit: int) -> None:
         if marker in _SOF:
             found.progressive = marker in _PROGRESSIVE
             count = data[i + 7]
-            found.sampling = {data[i + 8 + 3 * c]: (data[i + 9 + 3 * c] >> 4, data[i + 9 + 3 * c] & 15)
+            # Factors outside 1..4 are the decoder's error to report; here they only must not divide by 0.
+            found.sampling = {data[i + 8 + 3 * c]: (max(1, data[i + 9 + 3 * c] >> 4), max(1, data[i + 9 + 3 * c] & 15))
                               for c in range(count)}
         elif marker == 0xDA:
             count = data[i + 2]

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from service.decode_cost import DecodeLimits, DecodeMemory
-from service.errors import ImageTooCostly
+from service.errors import ImageTooCostly, ServiceError
 from service.image_structure import walk
 from service.preprocess import load, open_image, preprocess
 from tests.reliability import costly
@@ -90,3 +90,14 @@ def test_decodes_wait_for_memory_room_and_never_hold_more_than_the_bound() -> No
     a.join(5)
     b.join(5)
     assert peak[0] == 70 and memory.held == 0
+
+
+def test_a_frame_with_zero_sampling_factors_is_priced_not_crashed() -> None:
+    # A fuzz find: hv = 0 in the frame header divided by zero in the block count.
+    data = bytearray(costly._encode(costly.smooth(64, 48), "JPEG", progressive=True))
+    sof = data.index(b"\xff\xc2")
+    data[sof + 11] = 0  # the first component's sampling factors
+    try:
+        preprocess(bytes(data), 1, max_pixels=10**8, limits=LIMITS)
+    except ServiceError as exc:
+        assert exc.status == 422
