@@ -94,10 +94,11 @@ def test_decodes_wait_for_memory_room_and_never_hold_more_than_the_bound() -> No
 
 def test_a_frame_with_zero_sampling_factors_is_priced_not_crashed() -> None:
     # A fuzz find: hv = 0 in the frame header divided by zero in the block count.
-    data = bytearray(costly._encode(costly.smooth(64, 48), "JPEG", progressive=True))
+    data = costly._encode(costly.smooth(64, 48), "JPEG", progressive=True)
     sof = data.index(b"\xff\xc2")
-    data[sof + 11] = 0  # the first component's sampling factors
+    frame = bytearray(data[sof : sof + 2 + int.from_bytes(data[sof + 2 : sof + 4], "big")])
+    frame[11] = frame[14] = frame[17] = 0  # every sampling factor, in a second frame header after the scans
     try:
-        preprocess(bytes(data), 1, max_pixels=10**8, limits=LIMITS)
+        preprocess(data[:-2] + bytes(frame) + data[-2:], 1, max_pixels=10**8, limits=LIMITS)
     except ServiceError as exc:
         assert exc.status == 422
