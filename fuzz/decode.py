@@ -1,4 +1,5 @@
-"""Fuzz target: image bytes -> decode, orient, to RGB, crop (service/preprocess.py), for 1 and 10 crops."""
+"""Fuzz target: image bytes -> structure walk and price (service/image_structure.py, decode_cost.py),
+decode, orient, to RGB, crop (service/preprocess.py), for 1 and 10 crops."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ with atheris.instrument_imports(include=["PIL", "service"]):
 
     PIL.Image.init()  # import every format plugin now, inside the instrumented block
     from service import preprocess
+    from service.decode_cost import DecodeLimits, DecodeMemory
 
 from fuzz.harness import fuzz, refused_by_the_service
 
 MAX_PIXELS = 4_000_000  # the service's check on the header keeps each decode small
+LIMITS = DecodeLimits(1024, 1.0, DecodeMemory(256 * 2**20))  # the service's defaults
 
 
 def seeds() -> list[bytes]:
@@ -32,7 +35,7 @@ def seeds() -> list[bytes]:
         if fmt == "JPEG":
             exif = PIL.Image.Exif()
             exif[0x0112] = 6  # rotated: exercises ImageOps.exif_transpose
-            options = {"exif": exif}
+            options = {"exif": exif, "progressive": mode == "RGB"}  # frames and scans for the walk
         image.save(buf, format=fmt, **options)
         out.append(buf.getvalue())
     return out
@@ -41,7 +44,7 @@ def seeds() -> list[bytes]:
 def test_one(data: bytes) -> None:
     crops = 10 if data[:1] == b"\x00" else 1
     try:
-        rows = preprocess.preprocess(data, crops, max_pixels=MAX_PIXELS)
+        rows = preprocess.preprocess(data, crops, max_pixels=MAX_PIXELS, limits=LIMITS)
     except Exception as exc:
         if refused_by_the_service(exc):
             return

@@ -1,12 +1,15 @@
-"""Hostile inputs: each cheap-to-send, expensive-to-serve request of issue 12, a fixed number of times,
-against a `python -m service` started here on 127.0.0.1. Per attack it prints: requests, statuses,
-server CPU per request, peak RSS growth (the kernel's high-water mark, VmHWM, reset before each
-attack), the worst /healthz probe latency while it ran, and the latency of an ordinary request after.
+"""Hostile inputs: each cheap-to-send, expensive-to-serve request, a fixed number of times, against a
+fresh `python -m service` (gRPC on) started here on 127.0.0.1. Per attack it prints: statuses, server
+CPU per request, peak RSS growth (the kernel's high-water mark, VmHWM, reset before each attack), the
+worst /healthz probe (every 10 ms) and the worst ordinary 1-crop request (every 0.25 s) while it ran,
+metric series added, server errors (5xx other than 503/504), and a note.
 
-    python scripts/hostile.py --repository model_repository [--count 5] [--json runs/hostile.json]
+    python -m scripts.hostile --repository model_repository [--count 3] [--json runs/hostile.json]
+
+The attacks are scripts/hostile_attacks.py (`--first-audit`: the earlier ones, below).
 
 `--service-root` runs the server from another checkout of the project, to compare before and after.
-Not CI (a benchmark; method and numbers in docs/reliability.md, "Cost"). Needs httpx and psutil.
+Not CI (a benchmark; method and numbers in docs/reliability.md, "Cost"). Needs httpx, psutil and h2.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ import numpy as np
 import psutil
 from PIL import Image
 
+from scripts import hostile_attacks
+from scripts.hostile_attacks import Attack, Target
+
 ROOT = Path(__file__).resolve().parent.parent
 MB = 2**20
 JPEG, PNG, JSON = ({"content-type": f"{t}"} for t in ("image/jpeg", "image/png", "application/json"))
-Attack = Callable[[str, int], list[int]]  # (url, count) -> the statuses it got
 
 
 def _smooth(width: int, height: int) -> Image.Image:
@@ -71,7 +76,7 @@ def _raw(url: str, head: bytes, pieces: Iterator[bytes], wait_s: float) -> int:
     return int(answer.split(b" ")[1]) if answer.startswith(b"HTTP/") else 0
 
 
-def strip(width: int, height: int, crops: int) -> Attack:
+def strip(width: int, height: int, crops: int) -> Callable[[str, int], list[int]]:
     data = _encode(Image.new("RGB", (width, height), (90, 120, 60)), "PNG")
     return lambda url, n: _posts(url, n, "/v1/classify", content=data, headers=PNG, params={"crops": crops})
 
@@ -83,8 +88,8 @@ def garbage_then_photos(url: str, count: int) -> list[int]:
     return _posts(url, count, "/v1/classify", files=files)
 
 
-def v2_json(model: str, body: bytes) -> Attack:
-    return lambda url, n: _posts(url, n, f"/v2/models/{model}/infer", content=body, headers=JSON)
+def v2_json(suffix: str, body: bytes) -> Attack:
+    return lambda t, n: (_posts(t.url, n, f"/v2/models/{t.model}{suffix}/infer", content=body, headers=JSON), "")
 
 
 def _values(count: int, datatype: str, item: str) -> bytes:
@@ -93,7 +98,7 @@ def _values(count: int, datatype: str, item: str) -> bytes:
             f'"data":[{data}]}}]}}').encode()
 
 
-def stalled_uploads(concurrent: int, size: int) -> Attack:
+def stalled_uploads(concurrent: int, size: int) -> Callable[[str, int], list[int]]:
     head = (f"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
             f"Content-Length: {size}\r\n\r\n").encode()
     piece = b"\0" * MB
@@ -138,27 +143,34 @@ def mpo_photo(url: str, count: int) -> list[int]:
     return _posts(url, count, "/v1/classify", content=out.getvalue(), headers=JPEG)
 
 
-def attacks(name: str) -> dict[str, Attack]:
-    """Every attack, by the served repository's name (the v2 ensemble model)."""
+def _first(attack: Callable[[str, int], list[int]]) -> Attack:
+    return lambda t, count: (attack(t.url, count), "")
+
+
+def first_audit() -> dict[str, Attack]:
+    """The first audit's attacks (docs/reliability.md, "Cost"), as `attack(target, count)`."""
     return {
-        "1. 1x300 PNG strip, crops=144": strip(1, 300, 144),
-        "1. 3000x1 PNG strip, crops=144": strip(3000, 1, 144),
-        "2. garbage + 15 photos (multipart)": garbage_then_photos,
-        "4. v2 JSON, 1M empty BYTES (4 MB)": v2_json(name, _values(1_000_000, "BYTES", '""')),
-        "4. v2 JSON, 2M UINT8 values (4 MB)": v2_json(f"{name}-tensor", _values(2_000_000, "UINT8", "0")),
-        "4. v2 JSON, 10M UINT8 values (20 MB)": v2_json(f"{name}-tensor", _values(10_000_000, "UINT8", "0")),
-        "5. 40 concurrent stalled 20 MiB uploads": stalled_uploads(40, 20 * MB),
-        "6. 16 files + 16 plain image fields": plain_fields,
-        "8. v2 upload dribbled past its 300 ms": dribbled_past_deadline,
-        "10. 12-Mpixel MPO phone photo": mpo_photo,
+        "1. 1x300 PNG strip, crops=144": _first(strip(1, 300, 144)),
+        "1. 3000x1 PNG strip, crops=144": _first(strip(3000, 1, 144)),
+        "2. garbage + 15 photos (multipart)": _first(garbage_then_photos),
+        "4. v2 JSON, 1M empty BYTES (4 MB)": v2_json("", _values(1_000_000, "BYTES", '""')),
+        "4. v2 JSON, 2M UINT8 values (4 MB)": v2_json("-tensor", _values(2_000_000, "UINT8", "0")),
+        "4. v2 JSON, 10M UINT8 values (20 MB)": v2_json("-tensor", _values(10_000_000, "UINT8", "0")),
+        "5. 40 concurrent stalled 20 MiB uploads": _first(stalled_uploads(40, 20 * MB)),
+        "6. 16 files + 16 plain image fields": _first(plain_fields),
+        "8. v2 upload dribbled past its 300 ms": _first(dribbled_past_deadline),
+        "10. 12-Mpixel MPO phone photo": _first(mpo_photo),
     }
 
 
 @contextmanager
-def probing(url: str) -> Iterator[list[float]]:
-    """/healthz every 10 ms while the block runs; yields the latencies (seconds) as they come."""
+def probing(url: str) -> Iterator[tuple[list[float], list[tuple[int, float]]]]:
+    """While the block runs: /healthz every 10 ms, and an ordinary 1-crop request every 0.25 s;
+    yields (probe latencies, (status, latency) of each ordinary request), seconds."""
     latencies: list[float] = []
+    ordinary: list[tuple[int, float]] = []
     stop = threading.Event()
+    image = hostile_attacks.ordinary_image()
 
     def probe() -> None:
         with httpx.Client(timeout=30) as client:
@@ -171,13 +183,26 @@ def probing(url: str) -> Iterator[list[float]]:
                 latencies.append(time.perf_counter() - started)
                 stop.wait(0.01)
 
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
+    def request() -> None:
+        with httpx.Client(timeout=60) as client:
+            while not stop.is_set():
+                started = time.perf_counter()
+                try:
+                    status = client.post(f"{url}/v1/classify", content=image, headers=JPEG).status_code
+                except httpx.HTTPError:
+                    status = 0
+                ordinary.append((status, time.perf_counter() - started))
+                stop.wait(0.25)
+
+    threads = [threading.Thread(target=probe, daemon=True), threading.Thread(target=request, daemon=True)]
+    for thread in threads:
+        thread.start()
     try:
-        yield latencies
+        yield latencies, ordinary
     finally:
         stop.set()
-        thread.join(60)
+        for thread in threads:
+            thread.join(60)
 
 
 def _memory(pid: int, key: str) -> int:
@@ -185,34 +210,41 @@ def _memory(pid: int, key: str) -> int:
     return int(line.split()[1]) * 1024
 
 
-def run(url: str, proc: psutil.Process, name: str, attack: Attack, count: int) -> dict:
-    ordinary = _encode(_smooth(500, 375), "JPEG")
+def _series(url: str) -> int:
+    """Series on /metrics (histograms once, not per bucket): what a label value that input sets would grow."""
+    lines = httpx.get(f"{url}/metrics", timeout=30).text.splitlines()
+    names = [ln.split("{")[0].split(" ")[0] for ln in lines if ln and not ln.startswith("#")]
+    return sum(1 for n in names if not n.endswith(("_bucket", "_sum", "_created")))
+
+
+def run(target: Target, proc: psutil.Process, name: str, attack: Attack, count: int) -> dict:
     Path(f"/proc/{proc.pid}/clear_refs").write_text("5")  # the high-water mark starts again here
-    rss, cpu = _memory(proc.pid, "VmRSS"), sum(proc.cpu_times()[:2])
-    with probing(url) as probes:
-        statuses = attack(url, count)
+    rss, cpu, series = _memory(proc.pid, "VmRSS"), sum(proc.cpu_times()[:2]), _series(target.url)
+    with probing(target.url) as (probes, ordinary):
+        statuses, note = attack(target, count)
     cpu_s = sum(proc.cpu_times()[:2]) - cpu
-    started = time.perf_counter()
-    after = httpx.post(f"{url}/v1/classify", content=ordinary, headers=JPEG, timeout=120)
     return {
-        "attack": name, "requests": len(statuses), "statuses": dict(sorted(Counter(statuses).items())),
+        "attack": name, "requests": len(statuses), "statuses": dict(sorted(Counter(map(str, statuses)).items())),
         "cpu_s_per_request": cpu_s / max(1, len(statuses)),
         "peak_rss_growth_mb": (_memory(proc.pid, "VmHWM") - rss) / MB,
         "worst_probe_ms": 1000 * max(probes, default=0.0),
-        "ordinary_after_ms": 1000 * (time.perf_counter() - started), "ordinary_status": after.status_code,
+        "ordinary_worst_ms": 1000 * max((s for _, s in ordinary), default=0.0),
+        "ordinary_statuses": dict(sorted(Counter(str(c) for c, _ in ordinary).items())),
+        "series_added": _series(target.url) - series,
+        "server_errors": sum(1 for s in [*statuses, *(c for c, _ in ordinary)] if isinstance(s, int) and s >= 500
+                             and s != 503 and s != 504),
+        "note": note,
     }
 
 
 @contextmanager
-def service(repository: Path, root: Path) -> Iterator[tuple[str, psutil.Process]]:
-    """A fresh `python -m service` per attack: no attack's heap is another's starting point."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def service(repository: Path, root: Path) -> Iterator[tuple[str, str, psutil.Process]]:
+    """A fresh `python -m service` per attack (gRPC on): no attack's heap is another's starting point."""
+    port, grpc_port = _free_port(), _free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "service", "--model-repository", str(repository.resolve()), "--port", str(port),
-         "--providers", "cpu", "--log-level", "error", "--grpc-port", "0"],
+         "--providers", "cpu", "--log-level", "error", "--grpc-port", str(grpc_port)],
         cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -221,30 +253,41 @@ def service(repository: Path, root: Path) -> Iterator[tuple[str, psutil.Process]
             if server.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit("the server did not start")
             time.sleep(0.2)
-        httpx.post(f"{url}/v1/classify", content=_encode(_smooth(500, 375), "JPEG"), headers=JPEG, timeout=120)
-        yield url, psutil.Process(server.pid)
+        httpx.post(f"{url}/v1/classify", content=hostile_attacks.ordinary_image(), headers=JPEG, timeout=120)
+        yield url, f"127.0.0.1:{grpc_port}", psutil.Process(server.pid)
     finally:
         server.terminate()
         server.wait(60)
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repository", type=Path, required=True)
-    parser.add_argument("--count", type=int, default=5, help="Requests per attack (x40 for the uploads).")
+    parser.add_argument("--count", type=int, default=3, help="Rounds per attack.")
+    parser.add_argument("--first-audit", action="store_true", help="Run the first audit's attacks instead.")
+    parser.add_argument("--only", default="", help="Comma-separated name prefixes: run only those attacks.")
     parser.add_argument("--service-root", type=Path, default=ROOT, help="Checkout whose `python -m service` runs.")
     parser.add_argument("--json", type=Path, help="Also write the rows here.")
     args = parser.parse_args(argv)
+    table = first_audit if args.first_audit else hostile_attacks.attacks
     rows = []
-    for name in attacks("").keys():
-        with service(args.repository, args.service_root) as (url, proc):
-            attack = attacks(httpx.get(f"{url}/v1/models", timeout=30).json()["name"])[name]
-            rows.append(run(url, proc, name, attack, args.count))
-    print(f"{'attack':42} {'requests':>8}  {'statuses':28} {'CPU/req s':>9} {'peak RSS +MB':>12} "
-          f"{'worst probe ms':>14} {'next request ms':>15}")
+    for name in [n for n in table() if n.startswith(tuple(args.only.split(",")))]:
+        with service(args.repository, args.service_root) as (url, grpc_target, proc):
+            target = Target(url, grpc_target, httpx.get(f"{url}/v1/models", timeout=30).json()["name"])
+            rows.append(run(target, proc, name, table()[name], args.count))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    print(f"{'attack':44} {'statuses':34} {'CPU/req s':>9} {'RSS +MB':>7} {'probe ms':>8} {'ordinary ms':>11} "
+          f"{'series+':>7} {'500s':>4}  note")
     for r in rows:
-        print(f"{r['attack']:42} {r['requests']:>8}  {json.dumps(r['statuses']):28} {r['cpu_s_per_request']:>9.2f} "
-              f"{r['peak_rss_growth_mb']:>12.0f} {r['worst_probe_ms']:>14.0f} {r['ordinary_after_ms']:>15.0f}")
+        print(f"{r['attack']:44} {json.dumps(r['statuses']):34} {r['cpu_s_per_request']:>9.2f} "
+              f"{r['peak_rss_growth_mb']:>7.0f} {r['worst_probe_ms']:>8.0f} {r['ordinary_worst_ms']:>11.0f} "
+              f"{r['series_added']:>7} {r['server_errors']:>4}  {r['note']}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

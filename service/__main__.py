@@ -9,7 +9,8 @@ import uvicorn
 from pydantic import ValidationError
 
 from service import logs
-from service.app import create_app, mark_draining
+from service.api import connection
+from service.app import create_app, mark_closing, mark_draining
 from service.lifecycle import GracefulServer
 from service.settings import Settings
 
@@ -34,10 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(settings.log_level, fmt=settings.log_format)  # uvicorn's start-up lines in the same format
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                            access_log=False, timeout_graceful_shutdown=settings.shutdown_grace_s)
+                            access_log=False, timeout_graceful_shutdown=settings.shutdown_grace_s,
+                            # slow and idle clients are cut (service/api/connection.py)
+                            http=connection.protocol(connection.ConnectionLimits.of(settings)),
+                            timeout_keep_alive=settings.idle_timeout_ms / 1000)
     # SIGTERM: readiness false, listener open for shutdown_delay_s, then drain (service/lifecycle.py).
     server = GracefulServer(config, delay_s=settings.shutdown_delay_s,
-                            on_draining=lambda: mark_draining(app))
+                            on_draining=lambda: mark_draining(app), on_closing=lambda: mark_closing(app))
     server.run()
     return 0 if server.started else 1
 

@@ -36,15 +36,19 @@ def create_app(settings: Settings) -> FastAPI:
         # gRPC listens before readiness turns true, so a port that cannot be had fails the start-up.
         servicer = grpc_server.InferenceServicer(serving, catalog(serving), version=app.version)
         grpc = await grpc_server.start(servicer) if settings.grpc_port else None
+        loop = asyncio.get_running_loop()
+        grpc_stopped = loop.create_task(_stop_grpc_when_closing(serving, grpc, settings.shutdown_grace_s))
         serving.accepting = True
         try:
             yield
         finally:
             serving.accepting = False
-            if grpc is not None:  # no new calls; those in flight finish first (docs/deployment.md)
-                await grpc.stop(settings.shutdown_grace_s)
-            try:  # every admitted request gets its answer, unless a batch hangs past the grace period
-                await asyncio.wait_for(scheduler.drain(), settings.shutdown_grace_s)
+            serving.closing.set()  # a stop without the listener's close (tests, a failed start)
+            stop_by = serving.stop_by or loop.time() + settings.shutdown_grace_s
+            try:  # gRPC calls and every admitted request finish within what is left of the one grace period
+                async with asyncio.timeout_at(stop_by):
+                    await grpc_stopped
+                    await scheduler.drain()
             except TimeoutError:
                 log.warning("requests still queued after %.0f s of grace; failing them", settings.shutdown_grace_s)
             await scheduler.stop()
@@ -55,6 +59,9 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         summary="GoogLeNet (Szegedy et al. 2014) with the paper's 1/10/144-crop and 7-model ensemble modes.",
         lifespan=lifespan,
+        # Swagger UI and ReDoc load their scripts from a CDN: off unless asked for; /openapi.json stays.
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url="/redoc" if settings.api_docs else None,
     )
     app.state.serving = None  # the one thing app.state holds: set once the models are warm
     errors.install(app)
@@ -69,7 +76,23 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
+async def _stop_grpc_when_closing(serving: Serving, grpc: object | None, grace_s: float) -> None:
+    """When the HTTP listener closes, gRPC takes no new calls either; those in flight finish first."""
+    await serving.closing.wait()
+    if grpc is not None:
+        await grpc.stop(max(0.0, (serving.stop_by or 0.0) - asyncio.get_running_loop().time()) or grace_s)
+
+
+def mark_closing(app: FastAPI) -> None:
+    """SIGTERM's second step (service/lifecycle.py): the listener closes; the grace period starts."""
+    serving = app.state.serving
+    if serving is not None:
+        serving.stop_by = asyncio.get_running_loop().time() + serving.settings.shutdown_grace_s
+        serving.closing.set()
+
+
 def mark_draining(app: FastAPI) -> None:
-    """SIGTERM's first step (service/lifecycle.py): readiness false, accepted work continues."""
+    """SIGTERM's first step (service/lifecycle.py): readiness false; v1, v2 and gRPC all keep serving
+    until the listener closes (v2 and gRPC refused during the delay while v1 served, before)."""
     if app.state.serving is not None:
-        app.state.serving.accepting = False
+        app.state.serving.draining = True

@@ -28,6 +28,7 @@ from service.executor import DeviceExecutor
 
 log = logging.getLogger(__name__)
 _seq = itertools.count()
+_NOMINAL = CostModel()  # without a cost model of its own: about one CPU core's GoogLeNet row
 
 
 class TimedRun(Protocol):
@@ -63,6 +64,7 @@ class _Job:
     future: asyncio.Future[Result]
     deadline: float | None  # loop.time() after which the rows are not worth evaluating
     enqueued: float
+    row_s: float = 0.0  # device seconds per row (service/fair_cut.py)
     seq: int = field(default_factory=lambda: next(_seq))
     sent: int = 0  # rows handed to batches so far
     done: int = 0  # rows whose outputs came back
@@ -183,7 +185,8 @@ class Batcher:
         else:
             self._admit(len(rows))
         loop = asyncio.get_running_loop()
-        job = _Job(rows, loop.create_future(), deadline, loop.time())
+        row_s = (self.cost or _NOMINAL).per_row(self.name) / self.executor.slots  # the fair cut's clock
+        job = _Job(rows, loop.create_future(), deadline, loop.time(), row_s)
         self.jobs.append(job)
         self._queue(len(rows))
         self.executor.notify()

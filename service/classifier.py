@@ -8,6 +8,7 @@ then members, then ranked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import math
 import threading
@@ -25,9 +26,10 @@ from service import ladder, metrics
 from service.admission import PreprocessCost
 from service.batching import Result
 from service.crops import CROP, CROP_COUNTS, crop_plan, largest_scale
+from service.decode_cost import DecodeLimits
 from service.errors import DeadlineExceeded, InvalidImage, ServiceError
 from service.postprocess import Prediction, average, top_k
-from service.preprocess import decode, fill_crops, scale_groups
+from service.preprocess import fill_crops, load, open_image, scale_groups
 from service.scheduling import Scheduler
 
 T = TypeVar("T")
@@ -62,13 +64,23 @@ class Classification:
 class Classifier:
     def __init__(
         self, scheduler: Scheduler, labels: list[tuple[str, str]], *, max_pixels: int, max_aspect: float, threads: int,
-        prep_cost: PreprocessCost | None = None,
+        prep_cost: PreprocessCost | None = None, limits: DecodeLimits | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.labels = labels
         self.max_pixels, self.max_aspect = max_pixels, max_aspect
         self.threads = threads
         self.prep_cost = prep_cost or PreprocessCost()
+        self.limits = limits  # what one decode may cost (service/decode_cost.py)
+        # Every mode crops/ensemble=auto can choose, known now: the metric's label values never come from input.
+        members = len(scheduler.names)
+        self._auto_modes = {
+            mode.label
+            for crops in (None, *CROP_COUNTS) for models in (None, *range(1, members + 1))
+            for mode in ladder.ladder(crops=crops, models=models, members=members)
+        }
+        for label in self._auto_modes:
+            metrics.AUTO_CHOICES.labels(label)
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="preprocess")
         self._decoding: Counter[int] = Counter()  # images admitted and not yet cropped, by crop count
         self._decoding_lock = threading.Lock()
@@ -85,10 +97,11 @@ class Classifier:
         for crops in CROP_COUNTS:
             times = []
             for _ in range(3):
-                image, decode_s = self._decode(encoded.getvalue(), crops, never)
-                plan = crop_plan(image.width, image.height, crops)
-                out = np.empty((len(plan), CROP, CROP, 3), dtype=np.uint8)
-                times.append(decode_s + self._fill(image, plan, out, never))
+                image, decode_s, held = self._open(encoded.getvalue(), crops, never)
+                with held:
+                    plan = crop_plan(image.width, image.height, crops)
+                    out = np.empty((len(plan), CROP, CROP, 3), dtype=np.uint8)
+                    times.append(decode_s + self._fill(image, plan, out, never))
             self.prep_cost.seed(crops, min(times))
 
     def prepare_estimate(self, images: int, crops: int) -> float:
@@ -130,7 +143,8 @@ class Classifier:
             return True
 
         mode = ladder.choose(rungs, fits)
-        metrics.AUTO_CHOICES.labels(mode.label).inc()
+        if mode.label in self._auto_modes:  # a member count out of range is refused by `members` below
+            metrics.AUTO_CHOICES.labels(mode.label).inc()
         return mode.crops, chosen(mode)
 
     def check_room(self, rows: int, members: list[str], *, deadline: float | None) -> None:
@@ -138,17 +152,25 @@ class Classifier:
         with self.scheduler.admit(rows, members, deadline=deadline):
             pass
 
-    def _decode(self, data: bytes, crops: int, failed: threading.Event) -> tuple[Image.Image, float]:
+    def _open(
+        self, data: bytes, crops: int, failed: threading.Event
+    ) -> tuple[Image.Image, float, contextlib.ExitStack]:
+        """Price and decode one image (service/preprocess.py): (image, seconds, its hold on the decode
+        memory budget, to close once its crops are made)."""
         if failed.is_set():
             raise InvalidImage("skipped: another image of the request failed")
-        started = time.perf_counter()
+        started, held = time.perf_counter(), contextlib.ExitStack()
         try:
-            shorter = largest_scale(crops)
-            image = decode(data, max_pixels=self.max_pixels, shorter_side=shorter, max_aspect=self.max_aspect)
+            opened = open_image(data, max_pixels=self.max_pixels, shorter_side=largest_scale(crops),
+                                max_aspect=self.max_aspect, limits=self.limits)
+            if self.limits is not None:
+                held.enter_context(self.limits.memory.hold(opened.cost.bytes))
+            image = load(opened, self.limits)
         except BaseException:
-            failed.set()  # in its thread: the request's queued decodes skip at once
+            held.close()
+            failed.set()  # in its thread: the request's queued work skips at once
             raise
-        return image, time.perf_counter() - started
+        return image, time.perf_counter() - started, held
 
     @staticmethod
     def _fill(image: Image.Image, plan: list, out: np.ndarray, failed: threading.Event) -> float:
@@ -168,6 +190,7 @@ class Classifier:
         """
         failed = threading.Event()
         submitted: list[Future] = []
+        holds: list[contextlib.ExitStack] = []  # closed at the end whatever happened: the budget never leaks
 
         def pool(fn: Callable[..., T], *args: object) -> asyncio.Future[T]:
             future = self._executor.submit(fn, *args, failed)
@@ -175,20 +198,27 @@ class Classifier:
             return asyncio.wrap_future(future)
 
         def whole(data: bytes, failed: threading.Event) -> tuple[np.ndarray, float, float]:
-            image, decode_s = self._decode(data, crops, failed)
-            plan = crop_plan(image.width, image.height, crops)
-            out = np.empty((len(plan), CROP, CROP, 3), dtype=np.uint8)
-            return out, decode_s, self._fill(image, plan, out, failed)
+            image, decode_s, held = self._open(data, crops, failed)
+            with held:
+                plan = crop_plan(image.width, image.height, crops)
+                out = np.empty((len(plan), CROP, CROP, 3), dtype=np.uint8)
+                return out, decode_s, self._fill(image, plan, out, failed)
+
+        def opened(data: bytes, failed: threading.Event) -> tuple[Image.Image, float, contextlib.ExitStack]:
+            image, decode_s, held = self._open(data, crops, failed)
+            holds.append(held)
+            return image, decode_s, held
 
         async def one(data: bytes) -> tuple[np.ndarray, float, float]:
             if crops <= 10:  # one job: a second trip through the pool would cost more than it saves
                 out, decode_s, crops_s = await pool(whole, data)
             else:  # the 144 crops' four scales in parallel: as one thread they are most of a GPU request
-                image, decode_s = await pool(self._decode, data, crops)
-                plan = crop_plan(image.width, image.height, crops)
-                out = np.empty((len(plan), CROP, CROP, 3), dtype=np.uint8)
-                scales = [pool(self._fill, image, plan[g], out[g]) for g in scale_groups(plan)]
-                crops_s = sum(await asyncio.gather(*scales))
+                image, decode_s, held = await pool(opened, data)
+                with held:
+                    plan = crop_plan(image.width, image.height, crops)
+                    out = np.empty((len(plan), CROP, CROP, 3), dtype=np.uint8)
+                    scales = [pool(self._fill, image, plan[g], out[g]) for g in scale_groups(plan)]
+                    crops_s = sum(await asyncio.gather(*scales))
             metrics.PREPROCESS_DURATION.labels(str(crops)).observe(decode_s + crops_s)
             self.prep_cost.observe(crops, decode_s + crops_s)
             return out, decode_s, crops_s
@@ -207,6 +237,8 @@ class Classifier:
             await asyncio.gather(*map(asyncio.wrap_future, running), return_exceptions=True)
             raise
         finally:
+            for held in holds:
+                held.close()
             with self._decoding_lock:
                 self._decoding[crops] -= len(images)
         rows = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])

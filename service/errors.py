@@ -5,12 +5,16 @@ The api layer turns them into `{"error": message, "code": code}` (design.md 3.3)
 
 from __future__ import annotations
 
+MAX_MESSAGE = 1000  # characters of an error message: one that quotes input never echoes all of it
+
 
 class ServiceError(Exception):
     status = 500
     code = "internal"
 
     def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        if len(message) > MAX_MESSAGE:
+            message = message[: MAX_MESSAGE - 3] + "..."
         super().__init__(message)
         self.message = message
         self.headers = headers or {}
@@ -42,6 +46,12 @@ class InvalidImage(ServiceError):
 
 class ImageTooLarge(ServiceError):
     status, code = 422, "image_too_large"
+
+
+class ImageTooCostly(ServiceError):
+    """Decoding the image would cost more CPU or memory than one image may (service/decode_cost.py)."""
+
+    status, code = 422, "image_too_costly"
 
 
 class InferenceFailed(ServiceError):

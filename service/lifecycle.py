@@ -3,8 +3,10 @@
 Order (serving-anchors.md 1.8 and 6.1; Kubernetes sends SIGTERM while endpoints still route):
 1. the signal flips readiness to false at once (`on_draining`), but the listener stays open for
    `delay_s` so load balancers can take the pod out before connections get refused;
-2. then uvicorn closes the listener, lets every accepted request finish for up to `grace_s`,
-   and runs the app's lifespan shutdown, which drains the batchers (Scheduler.drain);
+2. then uvicorn closes the listener (`on_closing`: gRPC stops taking calls at the same moment), lets
+   every accepted request finish, and runs the app's lifespan shutdown, which drains the batchers
+   (Scheduler.drain); all of step 2 shares one `grace_s`, so a stop takes at most delay + grace
+   (the Kubernetes and Compose grace periods are set from that sum);
 3. the process exits 0: a requested stop is not a crash. A second signal forces the exit.
 """
 
@@ -25,10 +27,13 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class GracefulServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, *, delay_s: float, on_draining: Callable[[], None]) -> None:
+    def __init__(
+        self, config: uvicorn.Config, *, delay_s: float, on_draining: Callable[[], None],
+        on_closing: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(config)
         self.delay_s = delay_s
-        self.on_draining = on_draining
+        self.on_draining, self.on_closing = on_draining, on_closing
         self.stop_at: float | None = None  # monotonic time the listener closes
 
     @contextlib.contextmanager
@@ -64,3 +69,8 @@ class GracefulServer(uvicorn.Server):
         if self.stop_at is not None and time.monotonic() >= self.stop_at:
             self.should_exit = True
         return await super().on_tick(counter)
+
+    async def shutdown(self, sockets: list | None = None) -> None:
+        if self.on_closing is not None:  # the grace period starts now, for HTTP and gRPC alike
+            self.on_closing()
+        await super().shutdown(sockets)

@@ -6,15 +6,19 @@ the ONNX graph (design.md 2), so the crops stay uint8 all the way to the model.
 
 from __future__ import annotations
 
-import io
+import contextlib
+import sys
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from PIL.JpegImagePlugin import JpegImageFile
 
 from service.crops import CROP, Crop, crop_plan, largest_scale, scaled_size
-from service.errors import ImageTooLarge, InvalidImage
+from service.decode_cost import DecodeCost, DecodeLimits, DecodeTooSlow, GuardedBytes, price
+from service.errors import ImageTooCostly, ImageTooLarge, InvalidImage
+from service.image_structure import Structure, walk
 
 # Our own pixel limit is checked on the header before decoding; PIL's would only warn.
 Image.MAX_IMAGE_PIXELS = None
@@ -22,18 +26,31 @@ FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 _RESAMPLE = Image.Resampling.BILINEAR
 # Up to 3:1 a whole scale costs no more than its three squares (the 144-crop protocol's).
 WHOLE_SCALE_MAX_ASPECT = 3
+_BLOCK = 16 * 1024  # bytes Pillow feeds the decoder at a time: how often the CPU bound is checked
 
 
-def decode(
-    data: bytes, *, max_pixels: int, shorter_side: int = 256, max_aspect: float | None = None
-) -> Image.Image:
-    """Decode to an upright RGB image, letting JPEG's DCT scaling shrink it while its shorter side
-    stays >= `shorter_side` (a 12-Mpixel upload decodes 7-9x faster; design.md 5). The size and
-    the aspect ratio are checked on the header, before any pixel is decoded."""
+@dataclass(frozen=True)
+class Opened:
+    """An image whose header was read, checked and priced; no pixel decoded yet."""
+
+    image: Image.Image
+    file: GuardedBytes
+    cost: DecodeCost
+
+
+def open_image(
+    data: bytes, *, max_pixels: int, shorter_side: int = 256, max_aspect: float | None = None,
+    limits: DecodeLimits | None = None,
+) -> Opened:
+    """Read the header: the structure walk first (service/image_structure.py), then Pillow's. The size
+    and the aspect ratio are checked, JPEG's DCT scaling chosen (shorter side >= `shorter_side`; a
+    12-Mpixel upload decodes 7-9x faster, design.md 5), and the decode priced against `limits`."""
     if not data:
         raise InvalidImage("the image is empty")
+    structure = walk(data, limits.max_segments) if limits else Structure()
+    file = GuardedBytes(data)
     try:
-        image = Image.open(io.BytesIO(data), formats=FORMATS)
+        image = Image.open(file, formats=FORMATS)
     except UnidentifiedImageError:
         raise InvalidImage(f"not a decodable image in a supported format ({', '.join(FORMATS)})") from None
     except Exception as exc:  # PIL raises many types on hostile headers
@@ -49,27 +66,56 @@ def decode(
             f"the image is {width}x{height}, an aspect ratio over the limit of {max_aspect:g}:1; no crop of it"
             " would show the picture"
         )
+    if isinstance(image, JpegImageFile):  # MPO (what phones write) is a JPEG subclass: draft applies
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image.draft("RGB", scaled_size(width, height, shorter_side))
+    cost = price(image, structure, len(data), (width, height))
+    if limits is not None:
+        limits.check(cost)
+    return Opened(image, file, cost)
+
+
+def load(opened: Opened, limits: DecodeLimits | None = None) -> Image.Image:
+    """Decode to an upright image, RGB or (one band) L, within `limits.max_cpu_s` of this thread's CPU."""
+    image = opened.image
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # truncated-file and EXIF warnings become errors below
-            if isinstance(image, JpegImageFile):  # MPO (what phones write) is a JPEG subclass: draft applies
-                image.draft("RGB", scaled_size(width, height, shorter_side))
+            if limits is not None:
+                opened.file.arm(limits.max_cpu_s)
+                image.decodermaxblock = _BLOCK
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # a copy of every upright image otherwise
-            return _to_rgb(image)
+            return _to_rgb_or_grey(image)
+    except DecodeTooSlow:
+        raise ImageTooCostly(
+            f"decoding the image ({opened.cost.what}) took more than {limits.max_cpu_s:g} s of CPU"
+        ) from None
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise InvalidImage(f"cannot decode the image: {exc.__class__.__name__}") from None
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode == "RGB":
+def decode(
+    data: bytes, *, max_pixels: int, shorter_side: int = 256, max_aspect: float | None = None,
+    limits: DecodeLimits | None = None,
+) -> Image.Image:
+    """Decode to an upright RGB image (service/preprocess.py's `open_image`, then `load`)."""
+    opened = open_image(data, max_pixels=max_pixels, shorter_side=shorter_side, max_aspect=max_aspect, limits=limits)
+    image = load(opened, limits)
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _to_rgb_or_grey(image: Image.Image) -> Image.Image:
+    if image.mode in ("RGB", "L"):  # grey stays one band until the crops: a third of the bytes
         return image
-    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        # 16-bit greyscale: keep the top 8 bits; convert("L") would clip at 255 instead.
-        pixels = np.asarray(image, dtype=np.uint32) >> 8
-        return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).convert("RGB")
-    if image.mode == "F":
-        return Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8)).convert("RGB")
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        # 16-bit greyscale: keep the top byte (convert("L") would clip at 255), read in place as bytes.
+        pixels = np.asarray(image)
+        top = 0 if pixels.dtype.byteorder == ">" or (pixels.dtype.byteorder == "=" and sys.byteorder == "big") else 1
+        return Image.fromarray(np.ascontiguousarray(pixels.view(np.uint8)[:, top::2]))
+    if image.mode in ("I", "F"):
+        return Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8))
     return image.convert("RGB")
 
 
@@ -99,20 +145,22 @@ def fill_crops(image: Image.Image, plan: list[Crop], out: np.ndarray) -> None:
     pixel by pixel, most of the 144 crops' time). Past `WHOLE_SCALE_MAX_ASPECT` each view is
     resized straight from the source region it covers instead: a whole scale of a 1 x 300 image
     at shorter side 352 would be 352 x 105,600 pixels, a decompression bomb in a 74-byte PNG
-    (docs/reliability.md). A single crop always takes the region path.
+    (docs/reliability.md). A single crop always takes the region path. A grey image stays one
+    band until here: its band fills the three.
     """
     whole_scales = len(plan) > 1 and max(image.size) <= WHOLE_SCALE_MAX_ASPECT * min(image.size)
     scaled: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # size -> (scale, its mirror)
     views: dict[tuple[tuple[int, int], tuple[int, int, int, int]], np.ndarray] = {}
     for i, crop in enumerate(plan):
         if whole_scales and not crop.needs_resize:
-            out[i] = _slice_of_scale(image, crop, scaled)
-            continue
-        view = views.get((crop.size, crop.box))
-        if view is None:
-            view = _resize_view(image, crop, scaled) if whole_scales else _resize_box(image, crop)
-            views[crop.size, crop.box] = view
-        out[i] = view[:, ::-1] if crop.mirror else view
+            view = _slice_of_scale(image, crop, scaled)
+        else:
+            view = views.get((crop.size, crop.box))
+            if view is None:
+                view = _resize_view(image, crop, scaled) if whole_scales else _resize_box(image, crop)
+                views[crop.size, crop.box] = view
+            view = view[:, ::-1] if crop.mirror else view
+        out[i] = view[..., None] if view.ndim == 2 else view
 
 
 def _scale(image: Image.Image, size: tuple[int, int], scaled: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +195,12 @@ def _resize_box(image: Image.Image, crop: Crop) -> np.ndarray:
     return np.asarray(image.resize((CROP, CROP), _RESAMPLE, box=box))
 
 
-def preprocess(data: bytes, crops: int, *, max_pixels: int, max_aspect: float | None = None) -> np.ndarray:
-    """Encoded image -> uint8 [k, 224, 224, 3] with k = `crops` (1, 10 or 144)."""
-    image = decode(data, max_pixels=max_pixels, shorter_side=largest_scale(crops), max_aspect=max_aspect)
-    return crops_from_image(image, crops)
+def preprocess(
+    data: bytes, crops: int, *, max_pixels: int, max_aspect: float | None = None, limits: DecodeLimits | None = None
+) -> np.ndarray:
+    """Encoded image -> uint8 [k, 224, 224, 3] with k = `crops` (1, 10 or 144); with `limits`, the
+    decode holds its priced bytes of `limits.memory` until the crops are made."""
+    opened = open_image(data, max_pixels=max_pixels, shorter_side=largest_scale(crops), max_aspect=max_aspect,
+                        limits=limits)
+    with limits.memory.hold(opened.cost.bytes) if limits else contextlib.nullcontext():
+        return crops_from_image(load(opened, limits), crops)

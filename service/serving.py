@@ -7,15 +7,17 @@ FastAPI dependency (service/api/deps.py), never through an untyped bag.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from service import gpu, metrics
 from service.admission import CostModel
 from service.batching import Batcher
 from service.classifier import Classifier
 from service.cuda import CudaConfig, CudaDevice
+from service.decode_cost import DecodeLimits, DecodeMemory
 from service.executor import DeviceExecutor
 from service.repository import Repository, load_repository
 from service.runtime import OnnxModel, ProviderUnavailable, choose_provider
@@ -66,6 +68,9 @@ class Serving:
     plan: Plan
     classifier: Classifier
     accepting: bool = False  # false while loading or draining: accepted work still completes
+    draining: bool = False  # SIGTERM's delay: readiness false, every protocol still serves (service/lifecycle.py)
+    stop_by: float | None = None  # loop time the one grace period of a stop ends (set when the listener closes)
+    closing: asyncio.Event = field(default_factory=asyncio.Event)  # the listener closed: gRPC stops too
     device: CudaDevice | None = None
 
     def close(self) -> None:
@@ -79,9 +84,14 @@ class Serving:
         return self.classifier.scheduler.failure
 
     @property
-    def ready(self) -> bool:
-        """Takes new work: /readyz, /v2/health/ready and the handlers' `Ready` dependency."""
+    def serves(self) -> bool:
+        """Takes new work: the handlers' `Ready` dependency and gRPC calls (also during the delay)."""
         return self.accepting and self.failure is None
+
+    @property
+    def ready(self) -> bool:
+        """Tells load balancers to send work: /readyz, /v2/health/ready, gRPC ServerReady."""
+        return self.serves and not self.draining
 
     @property
     def provider(self) -> str:
@@ -172,6 +182,8 @@ def open_serving(settings: Settings) -> Serving:
         scheduler, [(label.wnid, label.name) for label in repository.labels],
         max_pixels=settings.max_image_pixels, max_aspect=settings.max_aspect_ratio,
         threads=settings.preprocess_threads or settings.cpu_count,
+        limits=DecodeLimits(settings.max_image_segments, settings.max_decode_ms / 1000,
+                            DecodeMemory(settings.max_decode_bytes)),
     )
     classifier.calibrate()
     log.info(

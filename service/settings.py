@@ -5,6 +5,7 @@ Only this module reads the environment. `python -m service --help` lists the sam
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -24,6 +25,26 @@ class Settings(BaseSettings):
         description="TCP port of the KServe v2 gRPC API (Triton's 8001), on the same host; 0 turns gRPC off.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    # Connections (docs/reliability.md, "Connections"): slow and idle clients are cut.
+    header_timeout_ms: float = Field(
+        10_000, gt=0,
+        description="An HTTP request's line and headers must arrive within this of the connection opening or "
+        "the previous answer (408 if they started, else closed); also the gRPC handshake's bound.",
+    )
+    idle_timeout_ms: float = Field(
+        15_000, gt=0, description="An HTTP or gRPC connection with no request in flight is closed after this.",
+    )
+    max_header_bytes: int = Field(
+        64 * 1024, ge=4096, description="Bytes of an HTTP request's line and headers (431 past it).",
+    )
+    max_url_bytes: int = Field(8192, ge=256, description="Bytes of an HTTP request's target (414 past it).")
+    grpc_max_streams: int = Field(
+        100, ge=1, description="Concurrent gRPC calls on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).",
+    )
+    grpc_max_connection_age_ms: float = Field(
+        600_000, gt=0,
+        description="A gRPC connection is closed (GOAWAY) after this; clients reconnect, calls in flight finish.",
+    )
     # Graceful stop on SIGTERM (docs/deployment.md): readiness goes false, then after the delay the
     # listener closes and accepted requests get up to the grace period to finish.
     shutdown_delay_s: float = Field(
@@ -99,14 +120,32 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(20 * 2**20, ge=1, description="Largest request body, enforced while reading.")
     max_inflight_body_bytes: int = Field(
         256 * 2**20, ge=1,
-        description="Bytes of request bodies held at once, over all requests; past it 503 + Retry-After "
-        "before the body is read (at least max_body_bytes).",
+        description="Bytes of request bodies held at once, over all requests, counted as they arrive (and a "
+        "compressed v2 body's inflated bound); past it 503 + Retry-After (at least max_body_bytes).",
+    )
+    body_read_timeout_ms: float = Field(
+        10_000, gt=0, description="Longest pause between two pieces of a request body before 408.",
     )
     max_image_pixels: int = Field(
         50_000_000, ge=1, description="Largest decoded image (width x height), checked before decoding."
     )
     max_aspect_ratio: float = Field(
         32.0, ge=1, description="Longest over shortest side an image may have (422 past it), checked on the header."
+    )
+    max_image_segments: int = Field(
+        1024, ge=16,
+        description="JPEG marker segments, PNG chunks (image data chunks of 4 KiB or more aside) or GIF blocks "
+        "before the first frame an image may have (422 past it), counted before the image library parses them.",
+    )
+    max_decode_ms: float = Field(
+        1000.0, gt=0,
+        description="CPU time one image's decode may take: priced from its header (pixels, bit depth, progressive "
+        "scans) and refused (422) past it, and stopped if it runs past it.",
+    )
+    max_decode_bytes: int = Field(
+        192 * 2**20, ge=2**20,
+        description="Memory of images being decoded at once (each priced from its header); one that alone needs "
+        "more is refused (422), others wait for room.",
     )
     max_images_per_request: int = Field(16, ge=1, description="Images in one multipart request.")
     # 60 s: the paper's best mode (144 crops x 7 models, 1,008 evaluations) takes 25-30 s on 2 CPU cores.
@@ -128,6 +167,10 @@ class Settings(BaseSettings):
         [], description="Comma-separated origins whose browser pages may call the API (empty: CORS off).",
     )
     log_format: Literal["json", "text"] = Field("json", description="Log lines as JSON objects or plain text.")
+    api_docs: bool = Field(
+        False,
+        description="Serve /docs and /redoc (their pages load scripts from a CDN); /openapi.json is always served.",
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -145,4 +188,27 @@ class Settings(BaseSettings):
 
     @property
     def cpu_count(self) -> int:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        """CPUs this process may use: its affinity, capped by a cgroup CPU quota (a 2-CPU pod on a
+        64-core node sees 64 cores in the affinity; os.process_cpu_count does not read quotas)."""
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        quota = cgroup_cpu_quota()
+        return max(1, min(cores, math.ceil(quota))) if quota else cores
+
+
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def cgroup_cpu_quota(root: Path = CGROUP) -> float | None:
+    """CPUs the cgroup quota allows (quota / period), or None when unlimited or unreadable:
+    cgroup v2's cpu.max ("max 100000" or "200000 100000"), else v1's cpu.cfs_quota_us / cfs_period_us."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None

@@ -46,8 +46,8 @@ LAYERS = [
     {"classifier"},
     {"scheduling", "ladder"},
     {"batching", "runtime", "preprocess", "postprocess", "repository", "gpu"},
-    {"executor", "admission", "cuda"},
-    {"fair_cut", "crops", "settings", "metrics", "logs"},
+    {"executor", "admission", "cuda", "decode_cost"},
+    {"fair_cut", "crops", "settings", "metrics", "logs", "image_structure"},
     {"contract", "errors"},
 ]
 RANK = {name: rank for rank, layer in enumerate(LAYERS) for name in layer}

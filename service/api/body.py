@@ -27,13 +27,23 @@ class BodyTimeout(ServiceError):
     status, code = 408, "body_timeout"
 
 
-async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
+async def _limited(request: Request, limit: int, idle_s: float | None = None) -> AsyncIterator[bytes]:
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+    # A length is compared by its digits: int() of 4,400 digits raises (Python's digit limit).
+    if declared is not None and (not declared.isdigit() or len(declared.lstrip("0")) > len(str(limit))
+                                 or int(declared) > limit):
         raise PayloadTooLarge(f"the body is larger than the limit of {limit} bytes")
     received = 0
+    stream = request.stream().__aiter__()
     try:
-        async for chunk in request.stream():
+        while True:
+            try:  # a client that stops sending is cut after `idle_s`, not after the whole request's time
+                async with asyncio.timeout(idle_s):
+                    chunk = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise BodyTimeout(f"no body byte arrived for {idle_s:g} s") from None
             received += len(chunk)
             if received > limit:  # stop reading: a slow or endless upload costs no more than the limit
                 raise PayloadTooLarge(f"the body is larger than the limit of {limit} bytes")
@@ -42,10 +52,12 @@ async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
         raise ClientGone("the client disconnected during the upload") from None
 
 
-async def read_body(request: Request, limit: int, timeout_s: float | None = None) -> bytes:
+async def read_body(
+    request: Request, limit: int, timeout_s: float | None = None, idle_s: float | None = None
+) -> bytes:
     try:
         async with asyncio.timeout(timeout_s):
-            return b"".join([chunk async for chunk in _limited(request, limit)])
+            return b"".join([chunk async for chunk in _limited(request, limit, idle_s)])
     except TimeoutError:
         raise _too_slow(timeout_s) from None
 
@@ -56,21 +68,22 @@ def _too_slow(timeout_s: float | None) -> BodyTimeout:
 
 
 async def read_images(
-    request: Request, *, limit: int, max_images: int, timeout_s: float | None = None
+    request: Request, *, limit: int, max_images: int, timeout_s: float | None = None, idle_s: float | None = None
 ) -> list[bytes]:
     """The request's images: the raw body, or every multipart field named `image`, read within
-    `timeout_s` seconds."""
+    `timeout_s` seconds, with no pause longer than `idle_s`."""
     try:
         async with asyncio.timeout(timeout_s):
-            return await _read_images(request, limit=limit, max_images=max_images)
+            return await _read_images(request, limit=limit, max_images=max_images, idle_s=idle_s)
     except TimeoutError:
         raise _too_slow(timeout_s) from None
 
 
-async def _read_images(request: Request, *, limit: int, max_images: int) -> list[bytes]:
+async def _read_images(request: Request, *, limit: int, max_images: int, idle_s: float | None) -> list[bytes]:
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("multipart/form-data"):
-        parser = MultiPartParser(request.headers, _limited(request, limit), max_files=max_images, max_fields=16)
+        parser = MultiPartParser(request.headers, _limited(request, limit, idle_s), max_files=max_images,
+                                 max_fields=16)
         try:
             form = await parser.parse()
         except MultiPartException as exc:
@@ -89,7 +102,7 @@ async def _read_images(request: Request, *, limit: int, max_images: int) -> list
             raise BadRequest("the multipart body has no field named 'image'")
         return images
     if not content_type or content_type.startswith(RAW_TYPES):
-        data = await read_body(request, limit)
+        data = await read_body(request, limit, idle_s=idle_s)
         if not data:
             raise BadRequest("the body is empty: send an image (raw, or multipart field 'image')")
         return [data]

@@ -22,7 +22,7 @@ def loaded(request: Request) -> Serving:
 
 def ready(serving: Annotated[Serving, Depends(loaded)]) -> Serving:
     """The serving object while it takes new work: not loading, not draining."""
-    if not serving.ready:
+    if not serving.serves:
         raise NotReady("the service is not ready (loading or shutting down)", headers={"Retry-After": "1"})
     return serving
 

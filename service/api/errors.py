@@ -17,6 +17,7 @@ from service.api.body import BodyTimeout
 from service.errors import (
     BadRequest,
     DeadlineExceeded,
+    ImageTooCostly,
     ImageTooLarge,
     InvalidImage,
     Overloaded,
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 # Why a request was refused before inference: closed label set of googlenet_rejections_total.
 _REASONS = {
     BadRequest: "bad_input", InvalidImage: "bad_input", UnsupportedMediaType: "bad_input",
-    PayloadTooLarge: "too_large", ImageTooLarge: "too_large", Overloaded: "queue_full",
+    PayloadTooLarge: "too_large", ImageTooLarge: "too_large", ImageTooCostly: "too_large", Overloaded: "queue_full",
     DeadlineExceeded: "deadline", BodyTimeout: "deadline", Unauthorized: "unauthorized", TooCostly: "infeasible",
 }
 

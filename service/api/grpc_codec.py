@@ -22,6 +22,7 @@ from service.api.v2_codec import (
     Parameters,
     RequestedOutput,
     Tensor,
+    check_id,
     check_shape,
     from_binary,
     to_binary,
@@ -126,7 +127,7 @@ def parse_infer(request: pb.ModelInferRequest) -> InferenceRequest:
     if len({o.name for o in outputs}) != len(outputs):
         raise BadRequest("an output is requested twice")
     return InferenceRequest(
-        inputs, outputs or None, parameters(request.parameters, "request"), request.id or None
+        inputs, outputs or None, parameters(request.parameters, "request"), check_id(request.id or None)
     )
 
 

@@ -24,6 +24,7 @@ from tritonclient.grpc import service_pb2 as pb
 
 from service import logs, metrics
 from service.api import grpc_codec, v2_infer
+from service.api.body import BodyTimeout
 from service.api.errors import count_rejection
 from service.api.grpc_stats import model_statistics
 from service.api.grpc_status import status_code, trailers
@@ -33,10 +34,12 @@ from service.api.security import check_token
 from service.api.v2_catalog import EXTENSIONS, SERVER_NAME, Catalog, served_config
 from service.errors import BadRequest, DeadlineExceeded, NotFound, NotReady, ServiceError, Unauthorized
 from service.serving import Serving
+from service.settings import Settings
 
 log = logging.getLogger("service.grpc")
 SERVICE = "inference.GRPCInferenceService"
 _DESCRIPTOR = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+STREAM_INFLIGHT = 32  # requests of one ModelStreamInfer running or answered but not yet sent
 
 
 def _rpc(*, probe: bool = False) -> Callable:
@@ -82,7 +85,7 @@ class InferenceServicer:
     def __init__(self, serving: Serving, catalog: Catalog, *, version: str) -> None:
         self.serving, self.catalog, self.version = serving, catalog, version
         self.classifier, self.settings = serving.classifier, serving.settings
-        self.stream_inflight = serving.plan.max_queue_rows  # more could not be queued at once anyway
+        self.stream_inflight = STREAM_INFLIGHT
         token = self.settings.api_token
         self._token = token.get_secret_value().encode() if token is not None else None
 
@@ -103,7 +106,7 @@ class InferenceServicer:
                                    "duration_ms": round(elapsed * 1000, 2)})
 
     def _catalog(self) -> Catalog:
-        if not self.serving.ready:
+        if not self.serving.serves:
             raise NotReady("the models are still loading", headers={"Retry-After": "1"})
         return self.catalog
 
@@ -186,30 +189,66 @@ class InferenceServicer:
 
     def handler(self) -> grpc.GenericRpcHandler:
         handlers = {}
+        read_s = self.settings.body_read_timeout_ms / 1000
         for method in _DESCRIPTOR.methods:
             fn = getattr(self, method.name, None)
             if fn is None:
                 continue  # shared memory, trace, logging, model load: grpc answers UNIMPLEMENTED
             parse = grpc_codec.lenient(getattr(pb, method.input_type.name))
             serialize = getattr(pb, method.output_type.name).SerializeToString
-            make = grpc.unary_unary_rpc_method_handler
             if method.client_streaming:  # ModelStreamInfer, the one stream of the service
                 make = grpc.stream_stream_rpc_method_handler
+            else:  # read as a stream of one (the same on the wire), so the message's arrival has a bound
+                fn, make = _read_within(fn, read_s), grpc.stream_unary_rpc_method_handler
             handlers[method.name] = make(fn, request_deserializer=parse, response_serializer=serialize)
         return grpc.method_handlers_generic_handler(SERVICE, handlers)
+
+
+def _read_within(unary: Callable, timeout_s: float) -> Callable:
+    """A unary handler fed its one message, or DEADLINE_EXCEEDED when the message does not arrive within
+    `timeout_s`: grpc's own unary path waits for it without a bound (8 half-sent 8 MiB messages held 64 MiB)."""
+
+    async def handler(requests: AsyncIterator[object], context: grpc.aio.ServicerContext) -> object:
+        try:
+            async with asyncio.timeout(timeout_s):
+                request = await anext(aiter(requests), None)
+        except TimeoutError:
+            count_rejection(BodyTimeout("read timeout"))
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                f"the request message did not arrive within {timeout_s:g} s")
+        if request is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the call carried no request message")
+        return await unary(request, context)
+
+    return handler
 
 
 def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
-async def start(servicer: InferenceServicer) -> grpc.aio.Server:
-    """Listen on settings.grpc_port (on the running event loop); refuse messages over max_body_bytes."""
-    settings = servicer.settings
-    server = grpc.aio.server(options=[
+def options(settings: Settings) -> list[tuple[str, int]]:
+    """grpc's own transport limits (docs/reliability.md, "Connections"): messages (their inflated size
+    too) at most max_body_bytes, streams per connection, idle and old connections closed, dead peers
+    found by keepalive pings, and the handshake bounded like an HTTP request's head."""
+    return [
         ("grpc.max_receive_message_length", settings.max_body_bytes),
+        ("grpc.max_concurrent_streams", settings.grpc_max_streams),
+        ("grpc.max_connection_idle_ms", int(settings.idle_timeout_ms)),
+        # A connection lives at most this long; its calls then get request_timeout_ms to finish.
+        ("grpc.max_connection_age_ms", int(settings.grpc_max_connection_age_ms)),
+        ("grpc.max_connection_age_grace_ms", int(settings.request_timeout_ms)),
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.server_handshake_timeout_ms", int(settings.header_timeout_ms)),
         ("grpc.so_reuseport", 0),  # a port in use is an error at start-up, not a silently shared port
-    ])
+    ]
+
+
+async def start(servicer: InferenceServicer) -> grpc.aio.Server:
+    """Listen on settings.grpc_port (on the running event loop), with the transport limits of `options`."""
+    settings = servicer.settings
+    server = grpc.aio.server(options=options(settings))
     server.add_generic_rpc_handlers([servicer.handler()])
     server.add_insecure_port(_address(settings.host, settings.grpc_port))
     await server.start()

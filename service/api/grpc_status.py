@@ -8,6 +8,7 @@ import grpc
 from service.errors import (
     BadRequest,
     DeadlineExceeded,
+    ImageTooCostly,
     ImageTooLarge,
     InvalidImage,
     NotFound,
@@ -30,6 +31,7 @@ STATUS_CODES: dict[type[ServiceError], grpc.StatusCode] = {
     NotFound: grpc.StatusCode.NOT_FOUND,
     PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ImageTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ImageTooCostly: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Overloaded: grpc.StatusCode.UNAVAILABLE,
     NotReady: grpc.StatusCode.UNAVAILABLE,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,

@@ -21,6 +21,7 @@ from service.api import grpc_codec
 from service.api.errors import count_rejection
 from service.api.grpc_status import status_code
 from service.api.middleware import request_id
+from service.api.v2_codec import MAX_ID_CHARS
 from service.errors import BadRequest, ServiceError
 
 if TYPE_CHECKING:
@@ -52,8 +53,9 @@ async def _one(servicer: InferenceServicer, request: object) -> pb.ModelStreamIn
     except ServiceError as exc:
         status = str(exc.status)
         count_rejection(exc)
-        parsed = request is not grpc_codec.MALFORMED
-        echo = pb.ModelInferResponse(model_name=request.model_name, id=request.id) if parsed else None
+        parsed = request is not grpc_codec.MALFORMED  # the echo is bounded: a 4 MiB id is not sent back
+        echo = pb.ModelInferResponse(model_name=request.model_name[:MAX_ID_CHARS],
+                                     id=request.id[:MAX_ID_CHARS]) if parsed else None
         return pb.ModelStreamInferResponse(error_message=exc.message, infer_response=echo)
     except asyncio.CancelledError:
         status = "499"
@@ -68,6 +70,28 @@ async def _one(servicer: InferenceServicer, request: object) -> pb.ModelStreamIn
         metrics.INFLIGHT_REQUESTS.dec()
 
 
+class _Room:
+    """At most `count` requests and `size` bytes of them held by one stream (one request always fits)."""
+
+    def __init__(self, count: int, size: int) -> None:
+        self.count, self.size, self.held, self.bytes = count, size, 0, 0
+        self._changed = asyncio.Condition()
+
+    async def take(self, size: int) -> None:
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: self.held == 0 or (self.held < self.count and self.bytes + size <= self.size))
+            self.held, self.bytes = self.held + 1, self.bytes + size
+
+    def give(self, size: int) -> None:
+        self.held, self.bytes = self.held - 1, self.bytes - size
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+
 async def serve_stream(
     servicer: InferenceServicer, requests: AsyncIterator[object], context: grpc.aio.ServicerContext
 ) -> AsyncIterator[pb.ModelStreamInferResponse]:
@@ -77,21 +101,21 @@ async def serve_stream(
         count_rejection(exc)
         servicer.observe(ROUTE, str(exc.status), "none", time.perf_counter())
         await context.abort(status_code(exc), exc.message)
-    answers: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
-    room = asyncio.Semaphore(servicer.stream_inflight)  # not reading on is the stream's backpressure
+    answers: asyncio.Queue[tuple[pb.ModelStreamInferResponse, int] | None] = asyncio.Queue()
+    # Requests in flight or answered but not yet sent, by count and bytes: room comes back once an answer
+    # is written, so a client that never reads its answers stops being read from (answers piled up before).
+    room = _Room(servicer.stream_inflight, servicer.settings.max_body_bytes)
     tasks: set[asyncio.Task[None]] = set()
 
-    async def answer(request: object) -> None:
-        try:
-            await answers.put(await _one(servicer, request))
-        finally:
-            room.release()
+    async def answer(request: object, size: int) -> None:
+        await answers.put((await _one(servicer, request), size))
 
     async def read() -> None:
         try:
             async for request in requests:
-                await room.acquire()
-                task = asyncio.create_task(answer(request))
+                size = request.ByteSize() if request is not grpc_codec.MALFORMED else 0
+                await room.take(size)
+                task = asyncio.create_task(answer(request, size))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             while tasks:
@@ -101,8 +125,9 @@ async def serve_stream(
 
     reader = asyncio.create_task(read())
     try:
-        while (response := await answers.get()) is not None:
-            yield response
+        while (item := await answers.get()) is not None:
+            yield item[0]  # resumes once grpc took the message, within the client's flow-control window
+            room.give(item[1])
         await reader  # a broken stream's error surfaces here
     finally:
         reader.cancel()

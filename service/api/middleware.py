@@ -14,6 +14,7 @@ from service import logs, metrics
 
 log = logging.getLogger("service.access")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
 
 
 def request_id(incoming: str) -> str:
@@ -40,7 +41,9 @@ class RequestContext:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                headers = [h for h in message.get("headers", []) if h[0].lower() != b"x-content-type-options"]
+                # nosniff on every answer: a JSON error or an echo is never rendered as HTML by a browser.
+                message["headers"] = [*headers, (b"x-request-id", rid.encode()), _NOSNIFF]
             await send(message)
 
         bound = logs.REQUEST_ID.set(rid)  # every log line of this request carries its id

@@ -116,21 +116,25 @@ async def infer(
 ) -> Response:
     settings, classifier = serving.settings, serving.classifier
     model = models.resolve(name, version)
-    body = await read_body(request, settings.max_body_bytes, timeout_s=settings.request_timeout_ms / 1000)
-    # Inflating and parsing a 20 MiB body takes seconds of CPU: in a thread, never on the event loop,
-    # and each input's shape is checked against the model before its data is built (issue 12).
-    parsed = await asyncio.to_thread(
-        _parse, body, request.headers.get("content-encoding"), request.headers.get(HEADER_LENGTH), model,
-        settings.max_body_bytes, settings.max_images_per_request,
-    )
-    work = v2_infer.plan(
-        parsed, model, classifier=classifier, max_images=settings.max_images_per_request,
-        timeout_s=settings.request_timeout_ms / 1000, start=arrival(request),
-    )
-    request.state.mode = work.mode
-    still_in_time(work.deadline, work.budget_s)
-    answer = classifier.probabilities(work.images, work.crops, work.members, deadline=work.deadline)
-    result = await run_for_client(request, answer, work.deadline, work.budget_s)
+    body = await read_body(request, settings.max_body_bytes, timeout_s=settings.request_timeout_ms / 1000,
+                           idle_s=settings.body_read_timeout_ms / 1000)
+    encoding = request.headers.get("content-encoding")
+    inflated = settings.max_body_bytes if encoding not in (None, "", "identity") else 0
+    with request.state.body_budget.hold(inflated):  # what the body may inflate to counts as held too
+        # Inflating and parsing a 20 MiB body takes seconds of CPU: in a thread, never on the event loop,
+        # and each input's shape is checked against the model before its data is built (issue 12).
+        parsed = await asyncio.to_thread(
+            _parse, body, encoding, request.headers.get(HEADER_LENGTH), model,
+            settings.max_body_bytes, settings.max_images_per_request,
+        )
+        work = v2_infer.plan(
+            parsed, model, classifier=classifier, max_images=settings.max_images_per_request,
+            timeout_s=settings.request_timeout_ms / 1000, start=arrival(request),
+        )
+        request.state.mode = work.mode
+        still_in_time(work.deadline, work.budget_s)
+        answer = classifier.probabilities(work.images, work.crops, work.members, deadline=work.deadline)
+        result = await run_for_client(request, answer, work.deadline, work.budget_s)
     probabilities = result.values.astype(np.float32, copy=False)
     outputs = v2_infer.outputs(work, probabilities, classifier.labels)
     content, header_length = encode_response(model.name, model.version, parsed.id, outputs, work.parameters)

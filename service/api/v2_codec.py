@@ -38,6 +38,7 @@ DTYPES: dict[str, np.dtype] = {
     )
 }
 MAX_DIMS = 8
+MAX_ID_CHARS = 256  # the answer echoes the id: a 260 KiB one came back as 789 KiB of escaped JSON
 _JSON_SLACK = 256  # commas outside tensor data: inputs, outputs, parameters, text
 _LENGTH = struct.Struct("<I")  # a BYTES element: 4-byte little-endian length, then the bytes
 Parameters = dict[str, str | int | float | bool]
@@ -85,6 +86,15 @@ def _parameters(raw: object, where: str) -> Parameters:
     ):
         raise BadRequest(f"{where} parameters must be an object of strings, numbers and booleans")
     return raw
+
+
+def check_id(request_id: object) -> str | None:
+    """The request's id, echoed in the answer: a string of at most MAX_ID_CHARS characters."""
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadRequest("id must be a string")
+    if request_id is not None and len(request_id) > MAX_ID_CHARS:
+        raise BadRequest(f"id has {len(request_id)} characters, more than the limit of {MAX_ID_CHARS}")
+    return request_id
 
 
 def check_shape(raw: object, name: str) -> tuple[int, ...]:
@@ -190,10 +200,11 @@ def _header_length(value: str | None, body_size: int) -> int:
         return body_size  # no binary data: the whole body is JSON
     if not value.isascii() or not value.isdigit():
         raise BadRequest(f"Inference-Header-Content-Length must be a byte count, got {value[:32]!r}")
-    length = int(value)
+    # Compared by digits first: int() of 4,400 digits raises (Python's limit on int-from-text).
+    length = int(value) if len(value.lstrip("0")) <= len(str(body_size)) else body_size + 1
     if length > body_size:
         raise BadRequest(
-            f"Inference-Header-Content-Length ({length}) is larger than the body ({body_size} bytes)"
+            f"Inference-Header-Content-Length ({value[:32]}) is larger than the body ({body_size} bytes)"
         )
     return length
 
@@ -234,13 +245,13 @@ def parse_request(
         )
     try:
         doc = json.loads(body[:split])
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise BadRequest("the inference request header is not valid JSON") from None
+    except ValueError as exc:  # JSONDecodeError, bad UTF-8, or an integer past Python's 4,300 digits
+        raise BadRequest(f"the inference request header is not valid JSON: {str(exc)[:120]}") from None
+    except RecursionError:
+        raise BadRequest("the inference request header is not valid JSON: nested too deep") from None
     if not isinstance(doc, dict):
         raise BadRequest("the inference request must be a JSON object")
-    request_id = doc.get("id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise BadRequest("id must be a string")
+    request_id = check_id(doc.get("id"))
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs or not all(isinstance(i, dict) for i in raw_inputs):
         raise BadRequest("inputs must be a non-empty list of objects")

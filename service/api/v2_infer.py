@@ -130,10 +130,13 @@ def plan(
     count = _int_parameter(params, "models", None, auto=True)
     if count is not None and not model.ensemble:
         raise BadRequest(f"parameter models applies to the ensemble, not to member {model.name!r}")
+    if isinstance(count, int):
+        classifier.members(count)  # 400 outside 1..members, before anything is chosen or counted
     timeout_us = _int_parameter(params, "timeout", None)  # Triton's per-request timeout, in microseconds
     if timeout_us is not None and timeout_us <= 0:
         raise BadRequest("parameter timeout must be a positive number of microseconds")
-    budget_s = min(timeout_us / 1e6 if timeout_us else float("inf"), timeout_s)
+    # A timeout past any server bound is the bound (10**400 us would overflow a float).
+    budget_s = min(timeout_us / 1e6 if timeout_us and timeout_us < 10**15 else float("inf"), timeout_s)
     image = _image(parsed, model, max_images)
     images = _encoded_images(image) if model.encoded else image.data
     fixed = None if model.ensemble else list(model.members)

@@ -17,9 +17,9 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 _FILES = {"app.js": "text/javascript", "style.css": "text/css"}  # a fixed list: no path from the URL
 _HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' blob: data:; base-uri 'none'; form-action 'none'"
+        "default-src 'self'; img-src 'self' blob: data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     ),
-    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",  # frame-ancestors for browsers that predate it: no clickjacking frame
     "Cache-Control": "no-cache",  # revalidate (ETag): a new deployment shows its own page
 }
 

@@ -46,14 +46,15 @@ def budget(tiny_repo: Path) -> Iterator[LiveServer]:
         yield live
 
 
-def test_bytes_in_flight_are_bounded_past_it_503_before_the_body_is_read(budget: LiveServer) -> None:
+def test_bytes_in_flight_are_bounded_past_it_503(budget: LiveServer) -> None:
     head = (b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
             b"Content-Length: 1000000\r\n\r\n")
-    with ThreadPoolExecutor(6) as pool:  # six stalled 1 MB uploads against a budget of three
-        answers = list(pool.map(lambda _: status_and_json(raw_exchange(budget.url, head, [b"\0" * 100_000])),
+    with ThreadPoolExecutor(6) as pool:  # six 1 MB uploads stalled after 900 kB, against a budget of 3 MB
+        answers = list(pool.map(lambda _: status_and_json(raw_exchange(budget.url, head, [b"\0" * 900_000])),
                                 range(6)))
     statuses = sorted(s for s, _ in answers)
-    assert statuses == [408, 408, 408, 503, 503, 503], answers
+    # Bytes count as they arrive: whichever upload's bytes cross 3 MB gets 503, the held ones time out.
+    assert set(statuses) == {408, 503} and statuses.count(408) <= 3, answers
     assert all(body["code"] == "overloaded" for s, body in answers if s == 503)
     # The budget is given back with each answer: an ordinary request fits again.
     with budget.client() as client:

@@ -16,6 +16,7 @@ EXPECTED = {
     "UnsupportedMediaType": (415, "unsupported_media_type"),
     "InvalidImage": (422, "invalid_image"),
     "ImageTooLarge": (422, "image_too_large"),
+    "ImageTooCostly": (422, "image_too_costly"),
     "TooCostly": (422, "deadline_infeasible"),
     "InferenceFailed": (500, "inference_failed"),
     "Overloaded": (503, "overloaded"),
@@ -64,3 +65,8 @@ def test_headers_are_kept() -> None:
 def test_overloaded_says_when_to_retry() -> None:
     assert Overloaded("full").headers == {"Retry-After": "1"}
     assert Overloaded("full", retry_after_s=7).headers == {"Retry-After": "7"}
+
+
+def test_a_message_that_quotes_input_is_truncated() -> None:
+    exc = errors.BadRequest("got " + "x" * 100_000)
+    assert len(exc.message) == errors.MAX_MESSAGE and exc.message.endswith("...")

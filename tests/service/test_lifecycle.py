@@ -3,6 +3,7 @@ request answered 200, exit 0 within the grace period (service/lifecycle.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import inspect
 import signal
@@ -13,12 +14,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 import uvicorn
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from service.app import mark_closing
 from service.lifecycle import GracefulServer
-from tests.conftest import ROOT, classify_count, free_port, make_image, wait_ready
+from tests.conftest import ROOT, classify_count, free_port, make_image, serve, wait_ready
 
 DELAY_S, GRACE_S = 3.0, 30.0
 LOAD = 6  # concurrent 144-crop x 3-model requests: 432 batches of 2 rows each, one at a time
@@ -128,13 +132,15 @@ def test_second_signal_forces_exit(service: Process) -> None:
 
 
 def test_the_uvicorn_hooks_it_overrides_keep_their_shape() -> None:
-    """GracefulServer overrides three uvicorn.Server methods; an upgrade that renames, re-signs or
+    """GracefulServer overrides four uvicorn.Server methods; an upgrade that renames, re-signs or
     stops calling them fails here instead of silently losing the drain."""
-    shapes = {"capture_signals": ["self"], "handle_exit": ["self", "sig", "frame"], "on_tick": ["self", "counter"]}
+    shapes = {"capture_signals": ["self"], "handle_exit": ["self", "sig", "frame"], "on_tick": ["self", "counter"],
+              "shutdown": ["self", "sockets"]}
     for name, params in shapes.items():
         assert list(inspect.signature(getattr(uvicorn.Server, name)).parameters) == params, name
     source = inspect.getsource(uvicorn.Server)
     assert "with self.capture_signals():" in source and "await self.on_tick(counter)" in source
+    assert "await self.shutdown(sockets=sockets)" in source
     for flag in ("should_exit", "force_exit", "started"):
         assert f"self.{flag}" in source, flag
 
@@ -146,3 +152,31 @@ def test_a_signal_marks_draining_and_a_second_forces_exit_in_process() -> None:
     assert drained == [True] and server.should_exit and not server.force_exit
     server.handle_exit(signal.SIGTERM, None)
     assert server.force_exit and drained == [True]
+
+
+def test_the_listener_closing_stops_grpc_too_and_starts_the_one_grace_period(tiny_repo: Path) -> None:
+    with serve(tiny_repo, grpc_port=free_port(), shutdown_grace_s=5) as live:
+        with grpc.insecure_channel(live.grpc_target) as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            assert stub.ServerLive(service_pb2.ServerLiveRequest(), timeout=10).live
+            live.on_loop(mark_closing, live.app)
+            serving = live.app.state.serving
+            assert serving.stop_by is not None and serving.closing.is_set()
+            with pytest.raises(grpc.RpcError):  # gRPC takes no new call once the HTTP listener closes
+                for _ in range(50):  # the stop is a task on the server's loop: bounded retries
+                    stub.ServerLive(service_pb2.ServerLiveRequest(), timeout=2)
+                    live.on_loop(lambda: None)
+
+
+def test_graceful_server_calls_on_closing_before_uvicorn_shuts_down() -> None:
+    closed: list[bool] = []
+    server = GracefulServer(uvicorn.Config(app=None, lifespan="off"), delay_s=0.0, on_draining=lambda: None,
+                            on_closing=lambda: closed.append(True))
+    server.servers = []  # what startup would have opened: nothing here
+
+    async def stop() -> None:
+        server.config.load()
+        server.lifespan = server.config.lifespan_class(server.config)
+        await server.shutdown()
+    asyncio.run(stop())
+    assert closed == [True]

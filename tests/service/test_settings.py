@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from service import settings as settings_module
 from service.__main__ import parse_args
 from service.settings import Settings
 from tests.conftest import ROOT
@@ -44,3 +46,17 @@ def test_invalid_settings_exit_2() -> None:
         [sys.executable, "-m", "service", "--providers", "tpu"], capture_output=True, text=True, timeout=60, cwd=ROOT
     )
     assert result.returncode == 2 and "providers" in result.stderr
+
+
+def test_the_cgroup_cpu_quota_caps_the_cores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "cpu.max").write_text("200000 100000\n")  # cgroup v2: 2 CPUs
+    assert settings_module.cgroup_cpu_quota(tmp_path) == 2.0
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert settings_module.cgroup_cpu_quota(tmp_path) is None
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("150000\n")  # cgroup v1: 1.5 CPUs
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert settings_module.cgroup_cpu_quota(tmp_path) == 1.5
+    monkeypatch.setattr(settings_module, "cgroup_cpu_quota", lambda: 1.5)
+    assert Settings().cpu_count == min(2, len(os.sched_getaffinity(0)))  # ceil(1.5), never over the affinity

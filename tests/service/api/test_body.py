@@ -170,3 +170,13 @@ def test_a_disconnect_mid_multipart_upload_is_client_gone() -> None:
     upload = Upload(body[:100], disconnect=True)
     with pytest.raises(ClientGone):
         _images(upload, headers, max_images=2)
+
+
+def test_a_pause_past_idle_s_is_a_body_timeout_before_the_whole_request_s_time() -> None:
+    with pytest.raises(BodyTimeout, match="no body byte arrived for 0.05 s"):
+        _run(read_body(_request(_stalled), limit=100, timeout_s=60, idle_s=0.05))
+
+
+def test_a_content_length_of_4400_digits_is_a_413_not_a_500() -> None:
+    with pytest.raises(PayloadTooLarge):
+        _run(read_body(_request(Upload(b"x"), {"content-length": "9" * 4400}), limit=5))
