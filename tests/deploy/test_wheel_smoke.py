@@ -70,15 +70,17 @@ def test_wheel_installs_and_serves_like_the_image(repo_root: Path, tiny_repo: Pa
     ).stdout
     assert "torch" not in {p["name"] for p in json.loads(pip_list)}  # the serving install has no torch
 
-    # 3. the image's command and environment; only the paths and the port differ (loopback, free port)
+    # 3. the image's command and environment; only the paths and the ports differ (loopback, free ports)
     env = image_env(runtime)
-    with socket.socket() as s:
+    with socket.socket() as s, socket.socket() as g:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        g.bind(("127.0.0.1", 0))
+        port, grpc_port = s.getsockname()[1], g.getsockname()[1]
     env |= {
         "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
         "GOOGLENET_HOST": "127.0.0.1",
         "GOOGLENET_PORT": str(port),
+        "GOOGLENET_GRPC_PORT": str(grpc_port),
         "GOOGLENET_MODEL_REPOSITORY": str(tiny_repo),
         "HOME": str(tmp_path),
     }
