@@ -19,6 +19,9 @@ def _make_dataset(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", type=int, default=6)
     p.add_argument("--train-per-class", type=int, default=40)
     p.add_argument("--val-per-class", type=int, default=10)
+    p.add_argument(
+        "--calibration-per-class", type=int, default=0, help="also a calibration/ split (for `calibrate`)"
+    )
     p.add_argument("--seed", type=int, default=0)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from PIL.JpegImagePlugin import JpegImageFile
 
-from service.crops import CROP, Crop, crop_plan, largest_scale, scaled_size
+from service.crops import CROP, Crop, crop_plan, largest_scale, nested_plan, scaled_size
 from service.errors import ImageTooLarge, InvalidImage
 
 # Our own pixel limit is checked on the header before decoding; PIL's would only warn.
@@ -82,17 +82,55 @@ def crops_from_image(image: Image.Image, crops: int) -> np.ndarray:
     a decompression bomb in a 74-byte PNG (issue 12). A single crop always takes the region path.
     """
     plan = crop_plan(image.width, image.height, crops)
-    out = np.empty((len(plan), CROP, CROP, 3), dtype=np.uint8)  # k x 224 x 224 x 3
-    whole_scales = len(plan) > 1 and max(image.size) <= WHOLE_SCALE_MAX_ASPECT * min(image.size)
-    scaled: dict[tuple[int, int], np.ndarray] = {}
-    views: dict[tuple[tuple[int, int], tuple[int, int, int, int]], np.ndarray] = {}
-    for i, crop in enumerate(plan):
-        view = views.get((crop.size, crop.box))
-        if view is None:
-            view = _slice_of_scale(image, crop, scaled) if whole_scales else _resize_box(image, crop)
-            views[crop.size, crop.box] = view
-        out[i] = view[:, ::-1] if crop.mirror else view
-    return out
+    return Views(image, whole_scales=len(plan) > 1 and _ordinary(image)).crops(plan)
+
+
+def _ordinary(image: Image.Image) -> bool:
+    return max(image.size) <= WHOLE_SCALE_MAX_ASPECT * min(image.size)
+
+
+class Views:
+    """Crops of one decoded image: from whole scales (each resized once, kept for later calls) or
+    each from its source region (`whole_scales` False)."""
+
+    def __init__(self, image: Image.Image, *, whole_scales: bool) -> None:
+        self.image, self.whole_scales = image, whole_scales
+        self._scaled: dict[tuple[int, int], np.ndarray] = {}
+
+    def crops(self, plan: list[Crop]) -> np.ndarray:
+        out = np.empty((len(plan), CROP, CROP, 3), dtype=np.uint8)  # k x 224 x 224 x 3
+        views: dict[tuple[tuple[int, int], tuple[int, int, int, int]], np.ndarray] = {}
+        for i, crop in enumerate(plan):
+            view = views.get((crop.size, crop.box))
+            if view is None:
+                whole = self.whole_scales
+                view = _slice_of_scale(self.image, crop, self._scaled) if whole else _resize_box(self.image, crop)
+                views[crop.size, crop.box] = view
+            out[i] = view[:, ::-1] if crop.mirror else view
+        return out
+
+
+class ImageCrops:
+    """One image decoded once for a walk up the Table 3 ladder (service/adaptive.py): its crops are
+    made rung by rung, `rows(start, stop)`, reusing the scales already resized.
+
+    `nested`: the walk adds crops, so the plan is `nested_plan` cut at `crops`, whose every rung is
+    a prefix; otherwise the crops stay those of the fixed `crops` protocol, pixel for pixel.
+    """
+
+    def __init__(
+        self, data: bytes, crops: int, *, nested: bool, max_pixels: int, max_aspect: float | None = None
+    ) -> None:
+        image = decode(data, max_pixels=max_pixels, shorter_side=largest_scale(crops), max_aspect=max_aspect)
+        if nested:
+            self.plan = nested_plan(image.width, image.height)[:crops]
+        else:
+            self.plan = crop_plan(image.width, image.height, crops)
+        self._views = Views(image, whole_scales=(nested or len(self.plan) > 1) and _ordinary(image))
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """uint8 [stop - start, 224, 224, 3]: crops start..stop-1 of the plan."""
+        return self._views.crops(self.plan[start:stop])
 
 
 def _slice_of_scale(image: Image.Image, crop: Crop, scaled: dict[tuple[int, int], np.ndarray]) -> np.ndarray:

@@ -44,11 +44,12 @@ LAYERS = [
     {"api"},
     {"serving"},
     {"classifier"},
+    {"adaptive"},
     {"scheduling", "ladder"},
     {"batching", "runtime", "preprocess", "postprocess", "repository", "gpu"},
     {"executor", "admission"},
     {"fair_cut", "crops", "settings", "metrics", "logs"},
-    {"contract", "errors"},
+    {"contract", "errors", "stopping"},
 ]
 RANK = {name: rank for rank, layer in enumerate(LAYERS) for name in layer}
 
