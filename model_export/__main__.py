@@ -1,4 +1,4 @@
-"""`python -m model_export <command>`: summary, train, evaluate, export, build-repository, make-dataset."""
+"""`python -m model_export <command>`: summary, train, evaluate, calibrate, export, build-repository, make-dataset."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def _make_dataset(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    from model_export import evaluate, export, repository, summary, synthetic, train
+    from model_export import calibrate, evaluate, export, repository, summary, synthetic, train
 
     top = argparse.ArgumentParser(prog="python -m model_export", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -43,6 +43,12 @@ def parser() -> argparse.ArgumentParser:
             "Table 3: top-1/top-5 error for 1/10/144 crops and 1..7 models",
             evaluate.add_arguments,
             evaluate.main,
+        ),
+        (
+            "calibrate",
+            "stopping thresholds of the adaptive walks, into the repository's adaptive.json",
+            calibrate.add_arguments,
+            calibrate.main,
         ),
         (
             "export",
