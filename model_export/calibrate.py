@@ -34,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-error-increase", type=float, default=0.0,
                    help="top-1 error points a walk may lose against its top rung (default 0)")
     p.add_argument("--cache", help="probabilities of every image: read from this .npz when it matches, else written")
+    p.add_argument("--jobs", type=int, default=1, help="processes sharing the images, one thread each")
     p.add_argument("--dry-run", action="store_true", help="print the thresholds, write nothing")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(checkpoints=None)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+import multiprocessing
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +53,9 @@ def torch_member(path: str | Path, *, batch_rows: int = 64) -> Member:
     return run
 
 
-def onnx_members(repository: str | Path, precision: str = "fp32") -> list[tuple[str, Member]]:
+def onnx_members(
+    repository: str | Path, precision: str = "fp32", *, threads: int | None = None
+) -> list[tuple[str, Member]]:
     """The ensemble's members in ensemble.json order, each its highest version's file for `precision`."""
     root = Path(repository)
     names = json.loads((root / "ensemble.json").read_text())["members"]
@@ -68,7 +72,10 @@ def onnx_members(repository: str | Path, precision: str = "fp32") -> list[tuple[
         )
         if not files:
             raise FileNotFoundError(f"{name} has no {precision} file")
-        session = ort.InferenceSession(str(root / name / files[0][1]), providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(root / name / files[0][1]), options, providers=["CPUExecutionProvider"])
         members.append((name, lambda crops, s=session: s.run([OUTPUT], {INPUT: crops})[0]))
     return members
 
@@ -86,8 +93,8 @@ def _read_bytes(path: str) -> bytes:
 
 
 def collect(
-    members: list[Member], images: datasets.ImageFolder, crops: tuple[int, ...], *, names: list[str] | None = None,
-    progress: bool = True,
+    members: list[Member], images: Iterable[tuple[bytes, int]], crops: tuple[int, ...], *,
+    names: list[str] | None = None, progress: bool = True,
 ) -> Cache:
     """Each member's crop-averaged probabilities at every crop count, one run per image and member.
 
@@ -206,6 +213,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sweep", help="with --adaptive: comma-separated margins, one threshold at every rung each")
     p.add_argument("--plot", help="with --adaptive: write the error / mean evaluations Pareto plot (PNG) here")
     p.add_argument("--cache", help="probabilities of every image: read from this .npz when it matches, else written")
+    p.add_argument("--jobs", type=int, default=1, help="processes sharing the images, one thread each")
     p.add_argument("--json", help="also write the rows to this file")
     p.add_argument("--no-progress", action="store_true")
 
@@ -233,12 +241,45 @@ def cached_collect(args: argparse.Namespace, crops: tuple[int, ...], models: int
                 probs = {k.removeprefix("probs_"): saved[k] for k in saved.files if k.startswith("probs_")}
                 return Cache(probs, saved["targets"], json.loads(str(saved["names"])))
     names = [i.split(":")[0] for i in ids[:models]]
-    cache = collect(members[:models], images, crops, names=names, progress=not args.no_progress)
+    if getattr(args, "jobs", 1) > 1:
+        source = {"checkpoints": args.checkpoints, "repository": args.repository, "precision": args.precision}
+        cache = collect_in_processes(source, images.samples, crops, models, names, args.jobs)
+    else:
+        cache = collect(members[:models], images, crops, names=names, progress=not args.no_progress)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, key=key, targets=cache.targets, names=json.dumps(cache.members),
                  **{f"probs_{k}": v for k, v in cache.probs.items()})
     return cache
+
+
+def collect_in_processes(
+    source: dict, samples: list[tuple[str, int]], crops: tuple[int, ...], models: int, names: list[str], jobs: int
+) -> Cache:
+    """`collect` split over `jobs` processes, each with its own members on one thread (one session
+    per core beats one session on every core for these batches): image i goes to process i % jobs."""
+    context = multiprocessing.get_context("spawn")  # no threads of this process carried into a fork
+    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        shards = list(pool.map(_shard, [(source, samples[i::jobs], crops, models, names) for i in range(jobs)]))
+    probs = {}
+    for key in shards[0].probs:
+        merged = np.empty((models, len(samples), shards[0].probs[key].shape[2]), dtype=np.float32)
+        for i, shard in enumerate(shards):
+            merged[:, i::jobs] = shard.probs[key]
+        probs[key] = merged
+    return Cache(probs, np.array([t for _, t in samples]), names)
+
+
+def _shard(work: tuple[dict, list[tuple[str, int]], tuple[int, ...], int, list[str]]) -> Cache:
+    source, samples, crops, models, names = work
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    if source["checkpoints"]:
+        members = [torch_member(p) for p in source["checkpoints"]]
+    else:
+        members = [run for _, run in onnx_members(source["repository"], source["precision"], threads=1)]
+    images = [(Path(path).read_bytes(), target) for path, target in samples]
+    return collect(members[:models], images, crops, names=names, progress=False)
 
 
 def main(args: argparse.Namespace) -> list[dict]:

@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -85,3 +86,13 @@ def test_adaptive_needs_every_crop_count(setup: tuple[Path, Path]) -> None:
     with pytest.raises(ValueError, match="--adaptive walks every crop count"):
         evaluate.main(parse("evaluate", "--repository", str(repo), "--data", str(data), "--crops", "1,10",
                             "--adaptive", "--no-progress"))
+
+
+def test_processes_share_the_images_and_give_the_same_numbers(setup: tuple[Path, Path]) -> None:
+    repo, data = setup
+    argv = ["evaluate", "--repository", str(repo), "--data", str(data), "--models", "1,3", "--no-progress"]
+    alone = evaluate.cached_collect(parse(*argv), (1, 10, 144), 3)
+    shared = evaluate.cached_collect(parse(*argv, "--jobs", "2"), (1, 10, 144), 3)
+    assert alone.probs.keys() == shared.probs.keys() and (alone.targets == shared.targets).all()
+    for key in alone.probs:
+        np.testing.assert_allclose(shared.probs[key], alone.probs[key], atol=1e-6)
