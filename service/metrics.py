@@ -86,7 +86,7 @@ AUTO_CHOICES = Counter(
 # modes asked with partial=true (anytime: the rungs below run first).
 WALK_MODES = ("adaptive", "anytime")
 WALK_EVALUATIONS = Histogram(
-    "googlenet_walk_evaluations", "Model evaluations (crops x members run) per image of a walk, by mode.",
+    "googlenet_walk_evaluated_rows", "Model evaluations (crops x members run) per image of a walk, by mode.",
     ["mode"], buckets=(1, 2, 7, 10, 14, 28, 70, 144, 288, 504, 1008),
 )
 WALK_STOPS = Counter(
