@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.adaptive import rungs
-from service.ladder import Mode
+from service.ladder import Mode, climb
 from service.stopping import StoppingRule, margin
 
 NEVER = 2.0  # a margin threshold above 1 stops nothing
@@ -55,10 +54,10 @@ def walks(members: int) -> list[list[Mode]]:
     """The walks `calibrate` tunes, in order: both dimensions adaptive, then crops with one member,
     then members at 10 and at 144 crops (their rungs' thresholds are shared by label)."""
     return [
-        rungs(crops=None, models=None, members=members),
-        rungs(crops=None, models=1, members=members),
-        rungs(crops=10, models=None, members=members),
-        rungs(crops=144, models=None, members=members),
+        climb(crops=None, models=None, members=members),
+        climb(crops=None, models=1, members=members),
+        climb(crops=10, models=None, members=members),
+        climb(crops=144, models=None, members=members),
     ]
 
 

@@ -28,7 +28,6 @@ import numpy as np
 
 from service import ladder, metrics
 from service.batching import Result
-from service.crops import CROP_COUNTS
 from service.errors import DeadlineExceeded, InvalidImage, Overloaded, TooCostly
 from service.preprocess import ImageCrops
 from service.scheduling import Reservation, Scheduler
@@ -45,21 +44,6 @@ class Group:
     members: tuple[str, ...]
     start: int
     stop: int
-
-
-def rungs(*, crops: int | None, models: int | None, members: int, anytime: bool = False) -> list[ladder.Mode]:
-    """The rungs of a walk, cheapest first (service/ladder.py). None: the dimension is adaptive;
-    `anytime` (partial=true): the fixed dimensions walk too, from 1 up to their value."""
-    top_crops, top_models = crops or max(CROP_COUNTS), models or members
-    modes = ladder.ladder(
-        crops=None if crops is None or anytime else crops,
-        models=None if models is None or anytime else models,
-        members=top_models,
-    )
-    walk = [m for m in modes[::-1] if m.crops <= top_crops]
-    if any(b.crops < a.crops or b.models < a.models for a, b in zip(walk, walk[1:], strict=False)):
-        raise AssertionError(f"the ladder {[m.label for m in walk]} is not a walk: a rung would drop work")
-    return walk
 
 
 def steps(walk: Sequence[ladder.Mode], members: Sequence[str]) -> list[list[Group]]:
@@ -143,7 +127,9 @@ class Walk:
     async def run(self) -> WalkAnswer:
         try:
             await self._walk()
-        except DeadlineExceeded:
+        except DeadlineExceeded:  # rows expired in a queue, or the deadline passed while cropping
+            if not self.partial:
+                raise
             return self.at_deadline()
         return self._finish()
 
@@ -178,7 +164,8 @@ class Walk:
                 except (Overloaded, TooCostly):
                     if k == 0:
                         raise  # the request itself is refused: 503 or 422
-                    self._end(active, "no_time")
+                    for i in active:
+                        self.stop[i] = "no_time"
                     return
                 started = time.perf_counter()
                 if k == 0:
@@ -244,10 +231,6 @@ class Walk:
                 self.stop[i] = "last_rung"
             elif confident is not None and confident[j]:
                 self.stop[i] = "confident"
-
-    def _end(self, images: list[int], reason: str) -> None:
-        for i in images:
-            self.stop[i] = reason
 
     async def _decode(self) -> None:
         if isinstance(self.images, np.ndarray):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from service import ladder, metrics
-from service.adaptive import Walk, rungs
+from service.adaptive import Walk
 from service.errors import DeadlineExceeded, InvalidImage, ServiceError
 from service.postprocess import Prediction, average, top_k
 from service.preprocess import preprocess
@@ -168,7 +168,7 @@ class Classifier:
         """crops/ensemble=adaptive (None) or partial=true: a walk up the Table 3 ladder (service/adaptive.py).
         `members`: the request named its members (a v2 member model), else the ensemble order."""
         order = members or self.names
-        walk = rungs(crops=crops, models=models, members=len(order), anytime=partial)
+        walk = ladder.climb(crops=crops, models=models, members=len(order), anytime=partial)
         return Walk(
             self.scheduler, self._executor, images, order, walk, rule=rule, adaptive=adaptive, partial=partial,
             deadline=deadline, max_pixels=self.max_pixels, max_aspect=self.max_aspect,

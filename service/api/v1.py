@@ -8,7 +8,7 @@ from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query, Request
 
-from service.adaptive import rungs
+from service import ladder
 from service.api import walks
 from service.api.body import ClientGone, read_images
 from service.api.deps import Loaded
@@ -117,7 +117,7 @@ async def classify(
     if not auto and not request.headers.get("content-type", "").lower().startswith("multipart/"):
         room = (crop_count, members)
         if adaptive or partial:  # a walk is admitted on its first rung's cost
-            first = rungs(crops=crop_count, models=count, members=len(classifier.names), anytime=partial)[0]
+            first = ladder.climb(crops=crop_count, models=count, members=len(classifier.names), anytime=partial)[0]
             room = (first.crops, classifier.members(first.models))
         classifier.check_room(*room, deadline=deadline)  # one image: refused before it is read
     images = await read_images(  # a stalled upload is cut at the server's bound, not the client's deadline

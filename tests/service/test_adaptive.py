@@ -4,7 +4,6 @@ stops, and the answer at the deadline. Tiny ONNX members behind real batchers; n
 from __future__ import annotations
 
 import asyncio
-import itertools
 import threading
 from collections.abc import Callable
 
@@ -12,12 +11,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from service import adaptive, metrics
+from service import adaptive, ladder, metrics
 from service.admission import CostModel
 from service.batching import Batcher
 from service.classifier import Classifier
 from service.errors import DeadlineExceeded, InvalidImage, Overloaded
-from service.ladder import Mode
 from service.scheduling import Scheduler
 from service.stopping import StoppingRule
 from tests.conftest import make_image
@@ -28,38 +26,8 @@ LABELS = [(f"n{i:08d}", f"class {i}") for i in range(1000)]
 NEVER, ALWAYS = StoppingRule(default=2.0), StoppingRule(default=0.0)  # margins are within [0, 1]
 
 
-def labels(walk: list[Mode]) -> list[str]:
-    return [m.label for m in walk]
-
-
-def test_the_adaptive_walks_climb_the_pareto_ladder() -> None:
-    assert labels(adaptive.rungs(crops=None, models=None, members=7)) == ["1x1", "1x7", "10x7", "144x7"]
-    assert labels(adaptive.rungs(crops=None, models=1, members=7)) == ["1x1", "10x1", "144x1"]
-    assert labels(adaptive.rungs(crops=None, models=7, members=7)) == ["1x7", "10x7", "144x7"]
-    assert labels(adaptive.rungs(crops=10, models=None, members=7)) == ["10x1", "10x7"]
-    assert labels(adaptive.rungs(crops=None, models=None, members=1)) == ["1x1", "10x1", "144x1"]
-
-
-def test_a_fixed_mode_asked_with_partial_walks_the_rungs_below_it() -> None:
-    assert labels(adaptive.rungs(crops=144, models=7, members=7, anytime=True)) == ["1x1", "1x7", "10x7", "144x7"]
-    assert labels(adaptive.rungs(crops=10, models=1, members=7, anytime=True)) == ["1x1", "10x1"]
-    assert labels(adaptive.rungs(crops=1, models=3, members=7, anytime=True)) == ["1x1", "1x3"]
-    assert labels(adaptive.rungs(crops=1, models=1, members=7, anytime=True)) == ["1x1"]
-
-
-@pytest.mark.parametrize("crops", [None, 1, 10, 144])
-@pytest.mark.parametrize("anytime", [False, True])
-def test_every_walk_only_adds_work_and_ends_at_what_was_asked(crops: int | None, anytime: bool) -> None:
-    for members, models in itertools.product(range(1, 8), [None, *range(1, 8)]):
-        if models is not None and models > members or (crops and models and not anytime):
-            continue
-        walk = adaptive.rungs(crops=crops, models=models, members=members, anytime=anytime)  # raises if not
-        assert (walk[-1].crops, walk[-1].models) == (crops or 144, models or members)
-        assert [m.cost for m in walk] == sorted({m.cost for m in walk})
-
-
 def test_each_step_runs_only_what_the_rungs_below_did_not() -> None:
-    walk = adaptive.rungs(crops=None, models=None, members=3)
+    walk = ladder.climb(crops=None, models=None, members=3)
     names = ["a", "b", "c"]
     assert adaptive.steps(walk, names) == [
         [adaptive.Group(("a",), 0, 1)],
@@ -69,7 +37,7 @@ def test_each_step_runs_only_what_the_rungs_below_did_not() -> None:
     ]
     evaluations = sum(len(g.members) * (g.stop - g.start) for step in adaptive.steps(walk, names) for g in step)
     assert evaluations == 144 * 3  # the paper's count of the top rung: nothing ran twice
-    assert adaptive.steps(adaptive.rungs(crops=None, models=1, members=3), names) == [
+    assert adaptive.steps(ladder.climb(crops=None, models=1, members=3), names) == [
         [adaptive.Group(("a",), 0, 1)], [adaptive.Group(("a",), 1, 10)], [adaptive.Group(("a",), 10, 144)],
     ]
 
