@@ -3,7 +3,7 @@ measured on held-out images and written to the repository's adaptive.json (servi
 
     python -m model_export calibrate --repository runs/t3/repository --data runs/t3/textures --split calibration
 
-Every member's probabilities at every crop count are computed once per image (`evaluate.collect`);
+Every member's probabilities at every crop count are computed once per image (`probabilities.collect`);
 each walk is then replayed for every combination of thresholds (model_export/policy.py). For each
 walk the cheapest thresholds, in mean evaluations per image, whose top-1 error stays within
 --max-error-increase points of the walk's top rung are kept. Use other images than the ones
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from model_export import evaluate, policy
+from model_export import policy, probabilities
 from service import stopping
 from service.crops import CROP_COUNTS
 
@@ -70,8 +70,8 @@ def write(root: Path, document: dict) -> Path:
 def main(args: argparse.Namespace) -> dict:
     torch.set_flush_denormal(True)
     root = Path(args.repository)
-    count = len(evaluate.onnx_members_names(root))
-    cache = evaluate.cached_collect(args, CROP_COUNTS, count)
+    count = len(probabilities.onnx_members_names(root))
+    cache = probabilities.cached_collect(args, CROP_COUNTS, count)
     thresholds, report = policy.calibrate(cache, max_error_increase=args.max_error_increase / 100)
     full = policy.Replay(cache, policy.walks(count)[0])
     document = stopping.document(

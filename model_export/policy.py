@@ -2,7 +2,7 @@
 stopping threshold costs in evaluations and in error, and the thresholds `calibrate` chooses.
 
 Every member's crop-averaged probabilities at each rung's crops are computed once per image
-(`evaluate.collect`); a walk's answer at a rung is then their mean over the rung's members, exactly
+(`probabilities.collect`); a walk's answer at a rung is then their mean over the rung's members, exactly
 as the service averages a complete rung, and its cost the rung's crops x members (nothing runs twice).
 """
 
@@ -13,25 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from model_export.probabilities import Cache
 from service.ladder import Mode, climb
 from service.stopping import StoppingRule, margin
 
 NEVER = 2.0  # a margin threshold above 1 stops nothing
-
-
-@dataclass
-class Cache:
-    """probs[key]: [members, images, classes] crop means; keys "1" (the 1-crop protocol), "1n" (the
-    centre of the 10, a nested walk's first rung), "10", "144"."""
-
-    probs: dict[str, np.ndarray]
-    targets: np.ndarray
-    members: list[str]
-
-    def rung(self, crops: int, models: int, *, nested: bool = False) -> np.ndarray:
-        """[images, classes]: the average a complete rung gives (crops, then the first `models` members)."""
-        key = "1n" if crops == 1 and nested else str(crops)
-        return self.probs[key][:models].mean(axis=0, dtype=np.float64)
 
 
 @dataclass(frozen=True)

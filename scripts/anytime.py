@@ -37,9 +37,10 @@ class Answer:
     ms: float
     partial: bool
     evaluations: int | None
+    correct: bool | None = None  # top-1 against the image's class folder, when the images have them
 
 
-async def _classify(client: httpx.AsyncClient, data: bytes, params: dict) -> Answer:
+async def _classify(client: httpx.AsyncClient, data: bytes, params: dict, target: int | None = None) -> Answer:
     started = time.perf_counter()
     try:
         response = await client.post("/v1/classify", params=params, content=data,
@@ -50,7 +51,8 @@ async def _classify(client: httpx.AsyncClient, data: bytes, params: dict) -> Ans
     body = response.json()
     if response.status_code != 200:
         return Answer(response.status_code, body.get("code"), ms, False, None)
-    return Answer(200, None, ms, bool(body.get("partial")), body["evaluations"])
+    correct = None if target is None else body["predictions"][0]["index"] == target
+    return Answer(200, None, ms, bool(body.get("partial")), body["evaluations"], correct)
 
 
 async def capacity(url: str, data: list[bytes], params: dict, seconds: float, concurrency: int) -> float:
@@ -68,13 +70,16 @@ async def capacity(url: str, data: list[bytes], params: dict, seconds: float, co
     return done / (time.monotonic() - started)
 
 
-async def open_loop(url: str, data: list[bytes], params: dict, rate: float, seconds: float) -> list[Answer]:
+async def open_loop(
+    url: str, data: list[bytes], targets: list[int | None], params: dict, rate: float, seconds: float
+) -> list[Answer]:
     limits = httpx.Limits(max_connections=512, max_keepalive_connections=128)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
         tasks, start = [], time.monotonic()
         for i in range(int(rate * seconds)):
             await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
-            tasks.append(asyncio.create_task(_classify(client, data[i % len(data)], params)))
+            j = i % len(data)
+            tasks.append(asyncio.create_task(_classify(client, data[j], params, targets[j])))
         return list(await asyncio.gather(*tasks))
 
 
@@ -87,12 +92,14 @@ def summarise(answers: list[Answer], deadline_ms: float) -> dict:
     ok = [a for a in admitted if a.status == 200]
     in_time = [a for a in ok if a.ms <= deadline_ms]
     latencies = sorted(a.ms for a in ok)
+    judged = [a.correct for a in ok if a.correct is not None]
     return {
         "sent": len(answers), "statuses": statuses, "admitted": len(admitted), "answered_200": len(ok),
         "in_time_200": len(in_time),
         "in_time_share_of_admitted": round(len(in_time) / len(admitted), 4) if admitted else None,
         "partial_share_of_200": round(sum(a.partial for a in ok) / len(ok), 4) if ok else None,
         "mean_evaluations_of_200": round(statistics.fmean(a.evaluations for a in ok), 1) if ok else None,
+        "top1_error_of_200": round(1 - statistics.fmean(judged), 4) if judged else None,
         "latency_ms_200": {"p50": round(latencies[len(latencies) // 2], 1),
                            "p99": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1),
                            "max": round(latencies[-1], 1)} if latencies else None,
@@ -106,24 +113,38 @@ def render(result: dict) -> str:
         f"x {result['rounds']} rounds per phase, interleaved",
         "",
         "| partial | sent | statuses | admitted | 200 by the deadline / admitted | partial / 200 | "
-        "mean evaluations (200) | p50 / p99 latency (200) |",
-        "|---|---:|---|---:|---:|---:|---:|---|",
+        "mean evaluations (200) | top-1 error (200) | p50 / p99 latency (200) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for name, s in result["phases"].items():
         statuses = ", ".join(f"{k}: {v}" for k, v in sorted(s["statuses"].items()))
         share = 100 * (s["in_time_share_of_admitted"] or 0)
         lat = s["latency_ms_200"] or {"p50": float("nan"), "p99": float("nan")}
+        error = "" if s.get("top1_error_of_200") is None else f"{100 * s['top1_error_of_200']:.2f}%"
         lines.append(
             f"| {name} | {s['sent']} | {statuses} | {s['admitted']} | {s['in_time_200']} / {s['admitted']} = "
             f"{share:.2f}% | {100 * (s['partial_share_of_200'] or 0):.1f}% | {s['mean_evaluations_of_200']} | "
-            f"{lat['p50']:.0f} / {lat['p99']:.0f} ms |"
+            f"{error} | {lat['p50']:.0f} / {lat['p99']:.0f} ms |"
         )
     return "\n".join(lines)
 
 
+def _images(args: argparse.Namespace) -> tuple[list[bytes], list[int | None]]:
+    """The images to send, spread over the classes, and each one's class index when --images is an
+    ImageFolder split (class folders in sorted order, as training numbered them)."""
+    if args.images is None:
+        found = images(args.image_count)
+        return found, [None] * len(found)
+    root = Path(args.images)
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    files = sorted(root.rglob("*.jpg"))
+    files = [files[round(i * len(files) / args.image_count)] for i in range(min(args.image_count, len(files)))]
+    targets = [classes.index(f.parent.name) if f.parent.name in classes else None for f in files]
+    return [f.read_bytes() for f in files], targets
+
+
 async def run(args: argparse.Namespace, url: str, pid: int) -> dict:
-    data = images(args.image_count) if args.images is None else [
-        p.read_bytes() for p in sorted(Path(args.images).rglob("*.jpg"))[: args.image_count]]
+    data, targets = _images(args)
     base = {"crops": args.crops, "ensemble": args.ensemble, "deadline_ms": args.deadline_ms}
     async with httpx.AsyncClient(base_url=url, timeout=120) as client:
         for i in range(min(4, len(data))):  # warm the path (first batches, thread pools) before measuring
@@ -139,7 +160,7 @@ async def run(args: argparse.Namespace, url: str, pid: int) -> dict:
     for _ in range(args.rounds):  # interleaved, so that the machine's other load falls on both alike
         for name, partial in (("without", False), ("with", True)):
             params = {**base, **({"partial": "true"} if partial else {})}
-            phases[name] += await open_loop(url, data, params, rate, args.seconds)
+            phases[name] += await open_loop(url, data, targets, params, rate, args.seconds)
             await asyncio.sleep(args.pause_s)  # let the queue empty between phases
     cpu_after = proc.cpu_times()
     return {
@@ -158,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repository", type=Path, required=True, help="model repository to serve")
     parser.add_argument("--service-args", default="--providers cpu", help="extra flags for python -m service")
-    parser.add_argument("--images", help="a folder of .jpg files to send (default: the shared samples)")
+    parser.add_argument("--images", help="a folder of .jpg files to send, in class folders to judge the answers "
+                        "(default: the shared samples)")
     parser.add_argument("--image-count", type=int, default=64)
     parser.add_argument("--crops", default="10")
     parser.add_argument("--ensemble", default="true")

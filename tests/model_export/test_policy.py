@@ -10,8 +10,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from model_export import evaluate, policy
-from model_export.policy import Cache
+from model_export import policy, probabilities
+from model_export.probabilities import Cache
 from service.batching import Batcher
 from service.classifier import Classifier
 from service.scheduling import Scheduler
@@ -86,8 +86,8 @@ def test_the_replay_says_what_the_service_walk_does(tmp_path: Path) -> None:
     from model_export.synthetic import write_dataset
 
     write_dataset(data, classes=2, train_per_class=0, val_per_class=2, seed=4)
-    images = evaluate.val_images(data)
-    c = evaluate.collect(members, images, (1, 10, 144), names=["m0", "m1", "m2"], progress=False)
+    images = probabilities.val_images(data)
+    c = probabilities.collect(members, images, (1, 10, 144), names=["m0", "m1", "m2"], progress=False)
     replay = policy.Replay(c, policy.walks(3)[0])
     # Thresholds between the images' margins, so that the walks end on different rungs.
     rule = StoppingRule({"1x1": float(np.median(replay.margins[0])), "1x3": float(np.median(replay.margins[1]))},
