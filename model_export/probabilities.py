@@ -84,8 +84,20 @@ def onnx_members(
         if threads:
             options.intra_op_num_threads = threads
         session = ort.InferenceSession(str(root / name / files[0][1]), options, providers=["CPUExecutionProvider"])
-        members.append((name, lambda crops, s=session: s.run([OUTPUT], {INPUT: crops})[0]))
+        members.append((name, _chunked(session)))
     return members
+
+
+def _chunked(session: ort.InferenceSession, batch_rows: int = 16) -> Member:
+    """Rows in batches of `batch_rows`: a CPU session's arena grows with its largest batch (~3.5 GB
+    for 144 crops of the full-width network), and every member keeps its own."""
+
+    def run(crops: np.ndarray) -> np.ndarray:
+        return np.concatenate(
+            [session.run([OUTPUT], {INPUT: crops[i : i + batch_rows]})[0] for i in range(0, len(crops), batch_rows)]
+        )
+
+    return run
 
 
 def val_images(data: str | Path, limit: int | None = None, *, split: str = "val") -> datasets.ImageFolder:
