@@ -1,4 +1,4 @@
-"""`python -m model_export <command>`: summary, train, evaluate, export, build-repository, make-dataset."""
+"""`python -m model_export <command>`: summary, train, evaluate, calibrate, export, build-repository, make-dataset."""
 
 from __future__ import annotations
 
@@ -19,11 +19,14 @@ def _make_dataset(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", type=int, default=6)
     p.add_argument("--train-per-class", type=int, default=40)
     p.add_argument("--val-per-class", type=int, default=10)
+    p.add_argument(
+        "--calibration-per-class", type=int, default=0, help="also a calibration/ split (for `calibrate`)"
+    )
     p.add_argument("--seed", type=int, default=0)
 
 
 def parser() -> argparse.ArgumentParser:
-    from model_export import evaluate, export, repository, summary, synthetic, train
+    from model_export import calibrate, evaluate, export, repository, summary, synthetic, train
 
     top = argparse.ArgumentParser(prog="python -m model_export", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -40,6 +43,12 @@ def parser() -> argparse.ArgumentParser:
             "Table 3: top-1/top-5 error for 1/10/144 crops and 1..7 models",
             evaluate.add_arguments,
             evaluate.main,
+        ),
+        (
+            "calibrate",
+            "stopping thresholds of the adaptive walks, into the repository's adaptive.json",
+            calibrate.add_arguments,
+            calibrate.main,
         ),
         (
             "export",

@@ -12,100 +12,28 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
-from torchvision import datasets
-from tqdm import tqdm
 
-from model_export import checkpoint
-from model_export.onnx_graph import INPUT, OUTPUT, Deployed
+from model_export import policy
+from model_export.plot import plot_pareto
+from model_export.probabilities import Cache, cached_collect, onnx_members_names
+from service import stopping
 from service.crops import CROP_COUNTS
-from service.preprocess import preprocess
+from service.stopping import StoppingRule
 
-Member = Callable[[np.ndarray], np.ndarray]  # uint8 k x 224 x 224 x 3 -> float32 k x classes
-MAX_PIXELS = 50_000_000
 # Table 3 of the paper (googlenet-spec.md 4.3, recalled figures): top-5 error by (models, crops).
 PAPER_TOP5 = {(1, 1): 10.07, (1, 10): 9.15, (1, 144): 7.89, (7, 1): 8.09, (7, 10): 7.62, (7, 144): 6.67}
 
 
-def torch_member(path: str | Path, *, batch_rows: int = 64) -> Member:
-    model = Deployed(checkpoint.inference_model(path)[0]).eval()
-
-    def run(crops: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return np.concatenate(
-                [
-                    model(torch.from_numpy(crops[i : i + batch_rows])).numpy()
-                    for i in range(0, len(crops), batch_rows)
-                ]
-            )
-
-    return run
-
-
-def onnx_members(repository: str | Path, precision: str = "fp32") -> list[tuple[str, Member]]:
-    """The ensemble's members in ensemble.json order, each its highest version's file for `precision`."""
-    root = Path(repository)
-    names = json.loads((root / "ensemble.json").read_text())["members"]
-    members = []
-    for name in names:
-        record = json.loads((root / name / "model.json").read_text())
-        files = sorted(
-            (
-                (int(f.split("/")[0]), f)
-                for f, info in record["files"].items()
-                if info["precision"] == precision
-            ),
-            reverse=True,
-        )
-        if not files:
-            raise FileNotFoundError(f"{name} has no {precision} file")
-        session = ort.InferenceSession(str(root / name / files[0][1]), providers=["CPUExecutionProvider"])
-        members.append((name, lambda crops, s=session: s.run([OUTPUT], {INPUT: crops})[0]))
-    return members
-
-
-def val_images(data: str | Path, limit: int | None = None) -> datasets.ImageFolder:
-    root = Path(data)
-    folder = datasets.ImageFolder(str(root / "val" if (root / "val").is_dir() else root), loader=_read_bytes)
-    if limit and limit < len(folder.samples):  # an even spread over the (sorted) classes
-        folder.samples = [folder.samples[round(i * len(folder.samples) / limit)] for i in range(limit)]
-    return folder
-
-
-def _read_bytes(path: str) -> bytes:
-    return Path(path).read_bytes()
-
-
-def collect(
-    members: list[Member], images: datasets.ImageFolder, crops: tuple[int, ...], *, progress: bool = True
-):
-    """probs[(member, crops)]: [images, classes] crop-averaged probabilities; targets: [images]."""
-    probs: dict[tuple[int, int], list[np.ndarray]] = {(m, c): [] for m in range(len(members)) for c in crops}
-    targets = []
-    for data, target in tqdm(images, desc="images", disable=not progress):
-        targets.append(target)
-        for c in crops:
-            batch = preprocess(data, c, max_pixels=MAX_PIXELS)  # c x 224 x 224 x 3 uint8
-            for m, run in enumerate(members):
-                probs[(m, c)].append(run(batch).mean(axis=0))
-    return {k: np.stack(v) for k, v in probs.items()}, np.array(targets)
-
-
-def table(
-    probs: dict[tuple[int, int], np.ndarray],
-    targets: np.ndarray,
-    models: tuple[int, ...],
-    crops: tuple[int, ...],
-) -> list[dict]:
+def table(cache: Cache, models: tuple[int, ...], crops: tuple[int, ...]) -> list[dict]:
     rows = []
+    targets = cache.targets
     for k in models:
         for c in crops:
-            ensemble = np.mean([probs[(m, c)] for m in range(k)], axis=0)  # average over the first k models
+            ensemble = cache.rung(c, k)  # crops, then the first k models
             top5 = np.argsort(-ensemble, axis=1)[:, :5]
             rows.append(
                 {
@@ -120,6 +48,16 @@ def table(
     base = rows[0]["top5_error"]
     for r in rows:
         r["delta_top5"] = r["top5_error"] - base
+    return rows
+
+
+def adaptive_rows(cache: Cache, rule: StoppingRule) -> list[dict]:
+    """The service's adaptive walks under `rule`: error, mean and p99 evaluations per image."""
+    rows = []
+    for walk in policy.walks(len(cache.members)):
+        outcome = policy.Replay(cache, walk).outcome(rule)
+        rows.append({"rungs": [m.label for m in walk], **outcome.row(),
+                     "stopped": {m.label: int((outcome.stopped == i).sum()) for i, m in enumerate(walk)}})
     return rows
 
 
@@ -140,15 +78,39 @@ def render(rows: list[dict], images: int) -> str:
     return "\n".join(lines)
 
 
+def render_adaptive(rows: list[dict], rule: StoppingRule) -> str:
+    source = "the repository's adaptive.json" if rule.calibrated else f"no adaptive.json: margin {rule.default:g}"
+    lines = [
+        f"Adaptive walks (crops=/ensemble=adaptive), thresholds from {source}",
+        "",
+        "| rungs | top-1 error | top-5 error | mean evaluations | p99 evaluations | images stopped per rung |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        stopped = ", ".join(f"{label}: {n}" for label, n in r["stopped"].items())
+        lines.append(
+            f"| {' > '.join(r['rungs'])} | {100 * r['top1_error']:.2f}% | {100 * r['top5_error']:.2f}% | "
+            f"{r['mean_evaluations']:.1f} | {r['p99_evaluations']:.0f} | {stopped} |"
+        )
+    return "\n".join(lines)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoints", nargs="+", help="checkpoint.pt files from `train` (ensemble order)")
     source.add_argument("--repository", help="a model repository: its ensemble's ONNX files")
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="with --repository")
     p.add_argument("--data", required=True, help="ImageFolder root holding val/ (or the val folder itself)")
+    p.add_argument("--split", default="val", help="the folder of --data to read (default val)")
     p.add_argument("--crops", default="1,10,144", help="comma-separated subset of 1,10,144")
     p.add_argument("--models", default="1,7", help="ensemble sizes to report (first N members), e.g. 1,2,7")
     p.add_argument("--limit", type=int, help="evaluate this many images, spread over the classes")
+    p.add_argument("--adaptive", action="store_true",
+                   help="also the adaptive walks, with the repository's adaptive.json (or the defaults)")
+    p.add_argument("--sweep", help="with --adaptive: comma-separated margins, one threshold at every rung each")
+    p.add_argument("--plot", help="with --adaptive: write the error / mean evaluations Pareto plot (PNG) here")
+    p.add_argument("--cache", help="probabilities of every image: read from this .npz when it matches, else written")
+    p.add_argument("--jobs", type=int, default=1, help="processes sharing the images, one thread each")
     p.add_argument("--json", help="also write the rows to this file")
     p.add_argument("--no-progress", action="store_true")
 
@@ -157,16 +119,30 @@ def main(args: argparse.Namespace) -> list[dict]:
     crops = tuple(int(c) for c in args.crops.split(","))
     if any(c not in CROP_COUNTS for c in crops):
         raise ValueError(f"--crops takes a subset of {CROP_COUNTS}, got {args.crops}")
+    if args.adaptive and set(crops) != set(CROP_COUNTS):
+        raise ValueError(f"--adaptive walks every crop count: --crops {','.join(map(str, CROP_COUNTS))}")
     torch.set_flush_denormal(True)
-    if args.checkpoints:
-        members = [torch_member(p) for p in args.checkpoints]
-    else:
-        members = [run for _, run in onnx_members(args.repository, args.precision)]
-    models = tuple(sorted({min(int(k), len(members)) for k in args.models.split(",")}))
-    images = val_images(args.data, args.limit)
-    probs, targets = collect(members[: max(models)], images, crops, progress=not args.no_progress)
-    rows = table(probs, targets, models, crops)
-    print(render(rows, len(targets)))
+    count = len(args.checkpoints) if args.checkpoints else len(onnx_members_names(args.repository))
+    models = tuple(sorted({min(int(k), count) for k in args.models.split(",")}))
+    cache = cached_collect(args, crops, max(models) if not args.adaptive else count)
+    rows = table(cache, models, crops)
+    print(render(rows, len(cache.targets)))
+    if not args.adaptive:
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        return rows
+    rule = stopping.read(Path(args.repository)) if args.repository else StoppingRule()
+    walked = adaptive_rows(cache, rule)
+    print("\n" + render_adaptive(walked, rule))
+    every = table(cache, tuple(range(1, count + 1)), crops)  # every fixed rung, for the plot
+    margins = [float(m) for m in args.sweep.split(",")] if args.sweep else []
+    curve = policy.sweep(cache, policy.walks(count)[0], margins) if margins else []
+    if args.plot:
+        plot_pareto(every, curve, walked[0], args.plot, images=len(cache.targets))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        document = {"fixed": rows, "every_fixed": every, "adaptive": walked, "sweep": curve,
+                    "thresholds": dict(rule.thresholds), "calibrated": rule.calibrated, "images": len(cache.targets)}
+        Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
     return rows
+
+

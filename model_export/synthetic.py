@@ -69,14 +69,22 @@ def write_dataset(
     classes: int = 6,
     train_per_class: int = 40,
     val_per_class: int = 10,
+    calibration_per_class: int = 0,
     seed: int = 0,
 ) -> Path:
-    """Write `root/{train,val}/<class>/<i>.jpg`, images 200-320 px on a side; returns `root`."""
+    """Write `root/{train,val}/<class>/<i>.jpg`, images 200-320 px on a side; returns `root`.
+
+    `calibration_per_class` > 0 adds a third held-out split, `calibration/`, for choosing the
+    adaptive stopping thresholds (`calibrate`) on other images than those `evaluate` reports on.
+    """
     if not 2 <= classes <= len(CLASSES):
         raise ValueError(f"classes must be in 2..{len(CLASSES)}, got {classes}")
     root = Path(root)
     rng = np.random.default_rng(seed)
-    for split, count in (("train", train_per_class), ("val", val_per_class)):
+    splits = [("train", train_per_class), ("val", val_per_class)]
+    if calibration_per_class:  # drawn last: train/ and val/ stay those of the same seed without it
+        splits.append(("calibration", calibration_per_class))
+    for split, count in splits:
         for kind in CLASSES[:classes]:
             folder = root / split / kind
             folder.mkdir(parents=True, exist_ok=True)
@@ -92,8 +100,10 @@ def main(args) -> None:
         classes=args.classes,
         train_per_class=args.train_per_class,
         val_per_class=args.val_per_class,
+        calibration_per_class=args.calibration_per_class,
         seed=args.seed,
     )
     print(
         f"wrote {args.classes} classes ({', '.join(CLASSES[: args.classes])}) to {root}/train and {root}/val"
+        + (f" and {root}/calibration" if args.calibration_per_class else "")
     )

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from service import ladder, metrics
+from service.adaptive import Walk
 from service.admission import PreprocessCost
 from service.batching import Result
 from service.crops import CROP, CROP_COUNTS, crop_plan, largest_scale
@@ -31,6 +32,7 @@ from service.errors import DeadlineExceeded, InvalidImage, ServiceError
 from service.postprocess import Prediction, average, top_k
 from service.preprocess import fill_crops, load, open_image, scale_groups
 from service.scheduling import Scheduler
+from service.stopping import StoppingRule
 
 T = TypeVar("T")
 
@@ -293,6 +295,19 @@ class Classifier:
         }
         predictions = [top_k(p, topk, self.labels) for p in probs.values]
         return Classification(members, crops, crops * len(members), predictions, timings)
+
+    def walk(
+        self, images: list[bytes] | np.ndarray, *, crops: int | None, models: int | None, adaptive: bool,
+        partial: bool, deadline: float | None, rule: StoppingRule, members: list[str] | None = None,
+    ) -> Walk:
+        """crops/ensemble=adaptive (None) or partial=true: a walk up the Table 3 ladder (service/adaptive.py).
+        `members`: the request named its members (a v2 member model), else the ensemble order."""
+        order = members or self.names
+        walk = ladder.climb(crops=crops, models=models, members=len(order), anytime=partial)
+        return Walk(
+            self.scheduler, self._executor, images, order, walk, rule=rule, adaptive=adaptive, partial=partial,
+            deadline=deadline, max_pixels=self.max_pixels, max_aspect=self.max_aspect, limits=self.limits,
+        )
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -117,3 +117,20 @@ def protocol_for(crops: int) -> Protocol:
 def largest_scale(crops: int) -> int:
     """The largest shorter side a plan resizes to: how far JPEG draft decoding may shrink."""
     return protocol_for(crops).scales[-1]
+
+
+# Adaptive walks (service/adaptive.py) add crops rung by rung and keep what they ran: the 144
+# crops in an order whose first 1 and first 10 are themselves rungs. The 10 are the 144's views of
+# the centre square at shorter side 256, so each prefix is exactly a fixed protocol's set of crops,
+# except the first, which is the centre of the 10 (at most a pixel from the 1-crop protocol's box).
+NESTED = (1, 10, 144)
+
+
+def nested_plan(width: int, height: int) -> list[Crop]:
+    """The 144-crop plan reordered: the 10-crop plan's centre view, its other 9, then the other 134."""
+    full, ten = crop_plan(width, height, 144), crop_plan(width, height, 10)
+    centre = CORNERS_AND_CENTER.index("center") * 2  # the 10 are views x (plain, mirrored)
+    free = list(range(len(full)))
+    for crop in [ten[centre], *ten[:centre], *ten[centre + 1 :]]:
+        free.remove(next(i for i in free if full[i] == crop))  # duplicates (a square image): one each
+    return [ten[centre], *ten[:centre], *ten[centre + 1 :]] + [full[i] for i in free]

@@ -60,3 +60,18 @@ def ladder(*, crops: int | None, models: int | None, members: int) -> list[Mode]
 def choose(rungs: list[Mode], fits: Callable[[Mode], bool]) -> Mode:
     """The most accurate rung that fits; when none does, the cheapest (admission then refuses it)."""
     return next((r for r in rungs if fits(r)), rungs[-1])
+
+
+def climb(*, crops: int | None, models: int | None, members: int, anytime: bool = False) -> list[Mode]:
+    """The rungs an adaptive walk climbs, cheapest first (service/adaptive.py). None: the dimension
+    is adaptive; `anytime` (partial=true): the fixed dimensions climb too, from 1 up to their value."""
+    top_crops, top_models = crops or max(c for _, c, _ in TABLE3), models or members
+    modes = ladder(
+        crops=None if crops is None or anytime else crops,
+        models=None if models is None or anytime else models,
+        members=top_models,
+    )
+    walk = [m for m in modes[::-1] if m.crops <= top_crops]
+    if any(b.crops < a.crops or b.models < a.models for a, b in zip(walk, walk[1:], strict=False)):
+        raise AssertionError(f"the ladder {[m.label for m in walk]} is not a walk: a rung would drop work")
+    return walk

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from service.stopping import REASONS as STOP_REASONS
+
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10, 30)
 _ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
@@ -93,3 +95,24 @@ AUTO_CHOICES = Counter(
     "googlenet_auto_choices", "Configurations chosen by crops=auto / ensemble=auto, by mode (crops x models).",
     ["mode"],
 )
+
+# Adaptive walks up the Table 3 ladder (service/adaptive.py): crops=/ensemble=adaptive, and fixed
+# modes asked with partial=true (anytime: the rungs below run first).
+WALK_MODES = ("adaptive", "anytime")
+WALK_EVALUATIONS = Histogram(
+    "googlenet_walk_evaluated_rows", "Model evaluations (crops x members run) per image of a walk, by mode.",
+    ["mode"], buckets=(1, 2, 7, 10, 14, 28, 70, 144, 288, 504, 1008),
+)
+WALK_STOPS = Counter(
+    "googlenet_walk_stops", "Images whose walk ended, by mode and reason (service/stopping.py REASONS).",
+    ["mode", "reason"],
+)
+PARTIAL_ANSWERS = Counter(
+    "googlenet_partial_answers", "Answers given at the deadline with what had finished (partial=true), by mode.",
+    ["mode"],
+)
+for _mode in WALK_MODES:
+    WALK_EVALUATIONS.labels(_mode)
+    PARTIAL_ANSWERS.labels(_mode)
+    for _reason in STOP_REASONS:
+        WALK_STOPS.labels(_mode, _reason)

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from PIL.JpegImagePlugin import JpegImageFile
 
-from service.crops import CROP, Crop, crop_plan, largest_scale, scaled_size
+from service.crops import CROP, Crop, crop_plan, largest_scale, nested_plan, scaled_size
 from service.decode_cost import DecodeCost, DecodeLimits, DecodeTooSlow, GuardedBytes, price
 from service.errors import ImageTooCostly, ImageTooLarge, InvalidImage
 from service.image_structure import Structure, walk
@@ -122,9 +122,12 @@ def _to_rgb_or_grey(image: Image.Image) -> Image.Image:
 def crops_from_image(image: Image.Image, crops: int) -> np.ndarray:
     """Apply the crop plan of `crops` crops: uint8 [crops, 224, 224, 3]."""
     plan = crop_plan(image.width, image.height, crops)
-    out = np.empty((len(plan), CROP, CROP, 3), dtype=np.uint8)  # k x 224 x 224 x 3
-    fill_crops(image, plan, out)
-    return out
+    return Views(image, whole_scales=len(plan) > 1 and _ordinary(image)).crops(plan)
+
+
+def fill_crops(image: Image.Image, plan: list[Crop], out: np.ndarray) -> None:
+    """Write the crop `plan[i]` into `out[i]` (one scale of the 144 crops on each of four threads)."""
+    Views(image, whole_scales=len(plan) > 1 and _ordinary(image)).fill(plan, out)
 
 
 def scale_groups(plan: list[Crop]) -> list[slice]:
@@ -137,53 +140,91 @@ def scale_groups(plan: list[Crop]) -> list[slice]:
     return groups
 
 
-def fill_crops(image: Image.Image, plan: list[Crop], out: np.ndarray) -> None:
-    """Write the crop `plan[i]` into `out[i]`; each view is made once, its mirror is a slice.
+def _ordinary(image: Image.Image) -> bool:
+    return max(image.size) <= WHOLE_SCALE_MAX_ASPECT * min(image.size)
 
-    At an ordinary aspect ratio each scale is resized once, and it and its left-right flip are
-    sliced: every crop is then a copy of 224 contiguous rows (a mirrored numpy view would copy
-    pixel by pixel, most of the 144 crops' time). Past `WHOLE_SCALE_MAX_ASPECT` each view is
-    resized straight from the source region it covers instead: a whole scale of a 1 x 300 image
-    at shorter side 352 would be 352 x 105,600 pixels, a decompression bomb in a 74-byte PNG
-    (docs/reliability.md). A single crop always takes the region path. A grey image stays one
-    band until here: its band fills the three.
+
+class Views:
+    """Crops of one decoded image; each view is made once, its mirror is a slice.
+
+    With `whole_scales` each scale is resized once (and kept for later calls), and it and its
+    left-right flip are sliced: every crop is then a copy of 224 contiguous rows (a mirrored numpy
+    view would copy pixel by pixel, most of the 144 crops' time). Without, each view is resized
+    straight from the source region it covers: past `WHOLE_SCALE_MAX_ASPECT` a whole scale of a
+    1 x 300 image at shorter side 352 would be 352 x 105,600 pixels, a decompression bomb in a
+    74-byte PNG (docs/reliability.md). A grey image stays one band until here: its band fills the three.
     """
-    whole_scales = len(plan) > 1 and max(image.size) <= WHOLE_SCALE_MAX_ASPECT * min(image.size)
-    scaled: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # size -> (scale, its mirror)
-    views: dict[tuple[tuple[int, int], tuple[int, int, int, int]], np.ndarray] = {}
-    for i, crop in enumerate(plan):
-        if whole_scales and not crop.needs_resize:
-            view = _slice_of_scale(image, crop, scaled)
+
+    def __init__(self, image: Image.Image, *, whole_scales: bool) -> None:
+        self.image, self.whole_scales = image, whole_scales
+        self._scaled: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # size -> (scale, its mirror)
+
+    def crops(self, plan: list[Crop]) -> np.ndarray:
+        out = np.empty((len(plan), CROP, CROP, 3), dtype=np.uint8)  # k x 224 x 224 x 3
+        self.fill(plan, out)
+        return out
+
+    def fill(self, plan: list[Crop], out: np.ndarray) -> None:
+        views: dict[tuple[tuple[int, int], tuple[int, int, int, int]], np.ndarray] = {}
+        for i, crop in enumerate(plan):
+            if self.whole_scales and not crop.needs_resize:
+                view = self._slice_of_scale(crop)
+            else:
+                view = views.get((crop.size, crop.box))
+                if view is None:
+                    view = self._resize_view(crop) if self.whole_scales else _resize_box(self.image, crop)
+                    views[crop.size, crop.box] = view
+                view = view[:, ::-1] if crop.mirror else view
+            out[i] = view[..., None] if view.ndim == 2 else view
+
+    def _scale(self, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        if size not in self._scaled:
+            resized = self.image.resize(size, _RESAMPLE)
+            mirrored = resized.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            self._scaled[size] = (np.asarray(resized), np.asarray(mirrored))
+        return self._scaled[size]
+
+    def _slice_of_scale(self, crop: Crop) -> np.ndarray:
+        plain, mirrored = self._scale(crop.size)
+        left, top, right, bottom = crop.box
+        if crop.mirror:  # the mirror of a box is the mirrored box of the flipped scale
+            width = crop.size[0]
+            return mirrored[top:bottom, width - right : width - left]
+        return plain[top:bottom, left:right]
+
+    def _resize_view(self, crop: Crop) -> np.ndarray:
+        # The paper's "whole square resized to 224", from the scale it was cut at.
+        left, top, right, bottom = crop.box
+        square = self._scale(crop.size)[0][top:bottom, left:right]
+        return np.asarray(Image.fromarray(square).resize((CROP, CROP), _RESAMPLE))
+
+
+class ImageCrops:
+    """One image decoded once for a walk up the Table 3 ladder (service/adaptive.py): its crops are
+    made rung by rung, `rows(start, stop)`, reusing the scales already resized.
+
+    `nested`: the walk adds crops, so the plan is `nested_plan` cut at `crops`, whose every rung is
+    a prefix; otherwise the crops stay those of the fixed `crops` protocol, pixel for pixel. The
+    decode is priced and bounded by `limits` like any other (its memory held while it decodes).
+    """
+
+    def __init__(
+        self, data: bytes, crops: int, *, nested: bool, max_pixels: int, max_aspect: float | None = None,
+        limits: DecodeLimits | None = None,
+    ) -> None:
+        opened = open_image(data, max_pixels=max_pixels, shorter_side=largest_scale(crops), max_aspect=max_aspect,
+                            limits=limits)
+        with limits.memory.hold(opened.cost.bytes) if limits else contextlib.nullcontext():
+            image = load(opened, limits)
+        if nested:
+            self.plan = nested_plan(image.width, image.height)[:crops]
         else:
-            view = views.get((crop.size, crop.box))
-            if view is None:
-                view = _resize_view(image, crop, scaled) if whole_scales else _resize_box(image, crop)
-                views[crop.size, crop.box] = view
-            view = view[:, ::-1] if crop.mirror else view
-        out[i] = view[..., None] if view.ndim == 2 else view
+            self.plan = crop_plan(image.width, image.height, crops)
+        self._views = Views(image, whole_scales=(nested or len(self.plan) > 1) and _ordinary(image))
 
-
-def _scale(image: Image.Image, size: tuple[int, int], scaled: dict) -> tuple[np.ndarray, np.ndarray]:
-    if size not in scaled:
-        resized = image.resize(size, _RESAMPLE)
-        scaled[size] = (np.asarray(resized), np.asarray(resized.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
-    return scaled[size]
-
-
-def _slice_of_scale(image: Image.Image, crop: Crop, scaled: dict) -> np.ndarray:
-    plain, mirrored = _scale(image, crop.size, scaled)
-    left, top, right, bottom = crop.box
-    if crop.mirror:  # the mirror of a box is the mirrored box of the flipped scale
-        width = crop.size[0]
-        return mirrored[top:bottom, width - right : width - left]
-    return plain[top:bottom, left:right]
-
-
-def _resize_view(image: Image.Image, crop: Crop, scaled: dict) -> np.ndarray:
-    # The paper's "whole square resized to 224", from the scale it was cut at.
-    left, top, right, bottom = crop.box
-    square = _scale(image, crop.size, scaled)[0][top:bottom, left:right]
-    return np.asarray(Image.fromarray(square).resize((CROP, CROP), _RESAMPLE))
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """uint8 [stop - start, 224, 224, 3]: crops start..stop-1 of the plan."""
+        return self._views.crops(self.plan[start:stop])
 
 
 def _resize_box(image: Image.Image, crop: Crop) -> np.ndarray:

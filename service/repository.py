@@ -7,11 +7,13 @@ docs/model-repository.md.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service import stopping
 from service.contract import ContractError, Label, parse_labels, sha256_of
+from service.stopping import StoppingRule
 
 
 class RepositoryError(Exception):
@@ -38,6 +40,7 @@ class Repository:
     name: str
     members: list[ModelEntry]  # ensemble order; members[0] is the primary
     labels: list[Label]
+    stopping: StoppingRule = field(default_factory=StoppingRule)  # adaptive.json, or the defaults
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -98,4 +101,9 @@ def load_repository(root: Path, *, precision: str = "fp32", limit: int | None = 
     if primary in names:  # the primary is served first: it answers single-model requests
         names = [primary, *[n for n in names if n != primary]]
     members = [_entry(root, n, precision) for n in names[:limit]]
-    return Repository(root, str(ensemble.get("name", "googlenet")), members, read_labels(root / "labels.tsv"))
+    try:
+        rule = stopping.read(root)
+    except ValueError as exc:
+        raise RepositoryError(str(exc)) from None
+    name = str(ensemble.get("name", "googlenet"))
+    return Repository(root, name, members, read_labels(root / "labels.tsv"), rule)

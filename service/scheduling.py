@@ -106,8 +106,8 @@ class Reservation:
         self.admitted = admitted  # loop.time() of admission
         self.batchers: list[Batcher] = []
 
-    async def run(self, rows: np.ndarray, *, deadline: float | None) -> list[Result]:
-        """Queue the prepared rows in the held room; one `Result` per member."""
+    def submit(self, rows: np.ndarray, *, deadline: float | None) -> list[asyncio.Future[Result]]:
+        """Queue the prepared rows in the held room: one future per member, in member order."""
         if len(rows) != self.rows:
             raise ValueError(f"{self.rows} rows were admitted, {len(rows)} came")
         futures = []
@@ -115,14 +115,25 @@ class Reservation:
             while self.batchers:  # a member that fails to take its rows keeps its room for release()
                 futures.append(self.batchers[0].submit(rows, deadline=deadline, reserved=True))
                 self.batchers.pop(0)
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+        return futures
+
+    async def run(self, rows: np.ndarray, *, deadline: float | None) -> list[Result]:
+        """Queue the prepared rows in the held room; one `Result` per member."""
+        futures = self.submit(rows, deadline=deadline)
+        try:
             results = list(await asyncio.gather(*futures))
         finally:
             for f in futures:  # one member failed or the client left: free the others' rows
                 f.cancel()
-        self._observe()
+        self.observe()
         return results
 
-    def _observe(self) -> None:
+    def observe(self) -> None:
+        """Record the actual completion next to the estimate (the request's rows all came back)."""
         if self.estimate is None:
             return
         actual = asyncio.get_running_loop().time() - self.admitted

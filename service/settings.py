@@ -152,6 +152,11 @@ class Settings(BaseSettings):
     request_timeout_ms: float = Field(
         60_000, gt=0, description="Deadline of a request that sets none (deadline_ms caps at this value)."
     )
+    partial_margin_ms: float = Field(
+        50, ge=0, le=10_000,
+        description="A partial=true request is answered this long before its deadline (at most a quarter of "
+        "its time), so that the answer itself, not only its computation, arrives by then.",
+    )
     preprocess_threads: int | None = Field(
         None, ge=1, description="Threads that decode and crop images (default: CPU cores)."
     )

@@ -44,11 +44,12 @@ LAYERS = [
     {"api"},
     {"serving"},
     {"classifier"},
+    {"adaptive"},
     {"scheduling", "ladder"},
     {"batching", "runtime", "preprocess", "postprocess", "repository", "gpu"},
     {"executor", "admission", "cuda", "decode_cost"},
     {"fair_cut", "crops", "settings", "metrics", "logs", "image_structure"},
-    {"contract", "errors"},
+    {"contract", "errors", "stopping"},
 ]
 RANK = {name: rank for rank, layer in enumerate(LAYERS) for name in layer}
 

@@ -133,12 +133,17 @@ def parse_infer(request: pb.ModelInferRequest) -> InferenceRequest:
 
 def encode_infer(
     model_name: str, model_version: str, request_id: str | None, outputs: list[Tensor],
-    parameters: dict[str, int] | None = None,
+    parameters: dict[str, int | bool | str] | None = None,
 ) -> pb.ModelInferResponse:
     """Outputs as raw_output_contents, as Triton answers (tritonclient's as_numpy reads them)."""
     response = pb.ModelInferResponse(model_name=model_name, model_version=model_version, id=request_id or "")
     for key, value in (parameters or {}).items():
-        response.parameters[key].int64_param = value
+        if isinstance(value, bool):  # before int: a bool is an int to Python
+            response.parameters[key].bool_param = value
+        elif isinstance(value, str):
+            response.parameters[key].string_param = value
+        else:
+            response.parameters[key].int64_param = value
     for t in outputs:
         response.outputs.add(name=t.name, datatype=t.datatype, shape=list(t.shape))
         response.raw_output_contents.append(to_binary(t))

@@ -15,6 +15,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import grpc
 import numpy as np
@@ -23,7 +24,7 @@ from tritonclient.grpc import model_config_pb2
 from tritonclient.grpc import service_pb2 as pb
 
 from service import logs, metrics
-from service.api import grpc_codec, v2_infer
+from service.api import grpc_codec, v2_infer, walks
 from service.api.body import BodyTimeout
 from service.api.errors import count_rejection
 from service.api.grpc_stats import model_statistics
@@ -40,6 +41,7 @@ log = logging.getLogger("service.grpc")
 SERVICE = "inference.GRPCInferenceService"
 _DESCRIPTOR = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 STREAM_INFLIGHT = 32  # requests of one ModelStreamInfer running or answered but not yet sent
+T = TypeVar("T")
 
 
 def _rpc(*, probe: bool = False) -> Callable:
@@ -169,17 +171,28 @@ class InferenceServicer:
         work = v2_infer.plan(
             parsed, model, classifier=classifier, max_images=settings.max_images_per_request,
             timeout_s=min(settings.request_timeout_ms / 1000, remaining_s if remaining_s is not None else math.inf),
-            start=asyncio.get_running_loop().time(),
+            start=asyncio.get_running_loop().time(), partial_margin_s=settings.partial_margin_ms / 1000,
         )
         call.mode = work.mode
-        answer = classifier.probabilities(work.images, work.crops, work.members, deadline=work.deadline)
-        try:
-            result = await asyncio.wait_for(answer, work.budget_s)
-        except TimeoutError:
-            raise DeadlineExceeded(f"the request's deadline of {work.budget_s * 1000:g} ms passed") from None
-        probabilities = result.values.astype(np.float32, copy=False)
+        if work.walks:
+            walk = v2_infer.walk(work, classifier, self.serving.repository.stopping)
+            walked = await walks.answer(walk, self._in_time(walk.run(), work))
+            values, parameters = walked.values, walks.parameters(walked)
+        else:
+            answer = classifier.probabilities(work.images, work.crops, work.members, deadline=work.deadline)
+            result = await self._in_time(answer, work)
+            values, parameters = result.values, work.parameters
+        probabilities = values.astype(np.float32, copy=False)
         outputs = v2_infer.outputs(work, probabilities, classifier.labels)
-        return grpc_codec.encode_infer(model.name, model.version, parsed.id, outputs, work.parameters)
+        return grpc_codec.encode_infer(model.name, model.version, parsed.id, outputs, parameters)
+
+    @staticmethod
+    async def _in_time(work: Awaitable[T], plan: v2_infer.InferPlan) -> T:
+        """`work`, cancelled when the request's deadline (loop time) passes: then a 504."""
+        try:
+            return await asyncio.wait_for(work, max(0.0, plan.deadline - asyncio.get_running_loop().time()))
+        except TimeoutError:
+            raise DeadlineExceeded(f"the request's deadline of {plan.budget_s * 1000:g} ms passed") from None
 
     async def ModelStreamInfer(
         self, requests: AsyncIterator[object], context: grpc.aio.ServicerContext

@@ -14,6 +14,16 @@ class PredictionOut(BaseModel):
 
 class ImageResult(BaseModel):
     predictions: list[PredictionOut]
+    evaluations: int | None = Field(
+        None, description="crops=/ensemble=adaptive or partial=true: this image's evaluations (crops x members run).",
+    )
+    rung: str | None = Field(
+        None, description="The last Table 3 rung this image completed (e.g. 10x7); null if the deadline cut the first.",
+    )
+    stop: str | None = Field(
+        None, description="Why its walk ended: confident, last_rung, no_time (the next rung would not fit) "
+        "or deadline.",
+    )
 
 
 class RunTimings(BaseModel):
@@ -48,6 +58,9 @@ class ClassifyResponse(BaseModel):
     crops: int
     evaluations: int = Field(description="Model evaluations per image: crops x members (the paper's cost).")
     auto: bool = Field(False, description="Crops and/or members were chosen by crops=auto / ensemble=auto.")
+    adaptive: bool = Field(False, description="crops=/ensemble=adaptive: each image stopped on its own rung "
+                           "(crops, members and evaluations are then the most any image used).")
+    partial: bool = Field(False, description="partial=true and the deadline came first: the average of what finished.")
     trained: bool = Field(description="False when the repository holds random-init weights: answers are noise.")
     predictions: list[PredictionOut] = Field(description="Top-k of the first image.")
     results: list[ImageResult] = Field(description="Top-k of every image, in request order.")

@@ -8,6 +8,8 @@ from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query, Request
 
+from service import ladder
+from service.api import walks
 from service.api.body import ClientGone, read_images
 from service.api.deps import Loaded
 from service.api.schemas import ClassifyResponse, ErrorOut, ModelsResponse
@@ -58,22 +60,22 @@ def still_in_time(deadline: float, budget_s: float) -> None:
 
 
 def _crops(value: str) -> int | None:
-    """1, 10, 144, or None for auto."""
-    if value == "auto":
+    """1, 10, 144, or None for auto and adaptive."""
+    if value in (walks.AUTO, walks.ADAPTIVE):
         return None
     if value in map(str, CROP_COUNTS):  # compared as text: int() of 4,400 digits raises
         return int(value)
-    raise BadRequest(f"crops must be one of {', '.join(map(str, CROP_COUNTS))} or auto, got {value[:32]!r}")
+    raise BadRequest(f"crops must be one of {', '.join(map(str, CROP_COUNTS))}, auto or adaptive, got {value[:32]!r}")
 
 
 def _ensemble(value: str) -> bool | None:
-    """true / false (as FastAPI reads a bool), or None for auto."""
+    """true / false (as FastAPI reads a bool), or None for auto and adaptive."""
     word = value.lower()
-    if word == "auto":
+    if word in (walks.AUTO, walks.ADAPTIVE):
         return None
     if word in ("true", "1", "yes", "on") or word in ("false", "0", "no", "off"):
         return word in ("true", "1", "yes", "on")
-    raise BadRequest(f"ensemble must be true, false or auto, got {value[:32]!r}")
+    raise BadRequest(f"ensemble must be true, false, auto or adaptive, got {value[:32]!r}")
 
 
 @router.post("/classify", response_model=ClassifyResponse, responses=_ERRORS)
@@ -81,30 +83,43 @@ async def classify(
     request: Request,
     serving: Loaded,
     crops: Annotated[str, Query(
-        description="Crops per image: 1, 10 or 144 (paper section 7), or auto: the most accurate "
-        "configuration whose estimated completion fits the deadline (README, crops=auto).",
+        description="Crops per image: 1, 10 or 144 (paper section 7); auto: the most accurate "
+        "configuration whose estimated completion fits the deadline (README, crops=auto); adaptive: "
+        "1, then 10, then 144 crops, each image stopping once confident (README, crops=adaptive).",
     )] = "1",
     ensemble: Annotated[str, Query(
-        description="true: average all ensemble members; false: the primary only; auto: as crops=auto.",
+        description="true: average all ensemble members; false: the primary only; auto / adaptive: as crops.",
     )] = "false",
     models: Annotated[int | None, Query(ge=1, description="Use the first N members (overrides ensemble).")] = None,
     topk: Annotated[int, Query(ge=1, le=1000, description="Classes to return per image.")] = 5,
     deadline_ms: Annotated[float | None, Query(
         gt=0, description="Give up (504) if not answered by then; refused at once (422) if it never could be.",
     )] = None,
+    partial: Annotated[bool, Query(
+        description="At the deadline, answer (200, partial: true) from the rungs that finished instead of 504; "
+        "a fixed mode then runs the cheaper rungs below it first.",
+    )] = False,
 ) -> ClassifyResponse:
     """Classify one image (raw body) or several (multipart fields named `image`)."""
     settings, classifier = serving.settings, serving.classifier
     crop_count, use_all = _crops(crops), _ensemble(ensemble)
+    adaptive_crops, adaptive_models = crops == walks.ADAPTIVE, models is None and ensemble.lower() == walks.ADAPTIVE
+    adaptive = walks.check_choices(crops, ensemble.lower() if models is None else None)
     count = models if models is not None else (None if use_all is None else len(classifier.names) if use_all else 1)
     members = classifier.members(count or 1)
-    auto = crop_count is None or count is None
+    auto = not adaptive and (crop_count is None or count is None)
     if not auto:  # an auto request gets its mode label once the rung is chosen
-        request.state.mode = f"{crop_count}x{len(members)}"
+        request.state.mode = walks.ADAPTIVE if adaptive else f"{crop_count}x{len(members)}"
     budget_s = min(deadline_ms or settings.request_timeout_ms, settings.request_timeout_ms) / 1000
     deadline = arrival(request) + budget_s
+    if partial:  # answered a little early, so that the answer itself arrives in time
+        deadline = walks.cut(deadline, budget_s, settings.partial_margin_ms / 1000)
     if not auto and not request.headers.get("content-type", "").lower().startswith("multipart/"):
-        classifier.check_room(crop_count, members, deadline=deadline)  # one image: refused before it is read
+        room = (crop_count, members)
+        if adaptive or partial:  # a walk is admitted on its first rung's cost
+            first = ladder.climb(crops=crop_count, models=count, members=len(classifier.names), anytime=partial)[0]
+            room = (first.crops, classifier.members(first.models))
+        classifier.check_room(*room, deadline=deadline)  # one image: refused before it is read
     images = await read_images(  # a stalled upload is cut at the server's bound, not the client's deadline
         request, limit=settings.max_body_bytes, max_images=settings.max_images_per_request,
         timeout_s=settings.request_timeout_ms / 1000, idle_s=settings.body_read_timeout_ms / 1000,
@@ -113,6 +128,19 @@ async def classify(
     if auto:
         crop_count, members = classifier.choose(len(images), crops=crop_count, models=count, deadline=deadline)
         request.state.mode = f"{crop_count}x{len(members)}"
+    if adaptive or partial:
+        walk = classifier.walk(
+            images, crops=None if adaptive_crops else crop_count, models=None if adaptive_models else len(members),
+            adaptive=adaptive, partial=partial, deadline=deadline, rule=serving.repository.stopping,
+        )
+        answer = await walks.answer(walk, run_for_client(request, walk.run(), deadline, budget_s))
+        per_image = walks.results(answer, topk, classifier.labels)
+        return ClassifyResponse(
+            model=serving.repository.name, members=answer.members, crops=answer.crops,
+            evaluations=answer.evaluations, auto=auto, adaptive=adaptive, partial=answer.partial,
+            trained=serving.trained(answer.members), predictions=per_image[0]["predictions"], results=per_image,
+            timings_ms=answer.timings_ms, request_id=request.state.request_id,
+        )
     result = await run_for_client(
         request,
         classifier.classify(images, crops=crop_count, members=members, topk=topk, deadline=deadline),

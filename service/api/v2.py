@@ -15,7 +15,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from service.api import v2_infer
+from service.api import v2_infer, walks
 from service.api.body import read_body
 from service.api.deps import Ready
 from service.api.health import failed
@@ -122,7 +122,7 @@ async def infer(
     inflated = settings.max_body_bytes if encoding not in (None, "", "identity") else 0
     with request.state.body_budget.hold(inflated):  # what the body may inflate to counts as held too
         # Inflating and parsing a 20 MiB body takes seconds of CPU: in a thread, never on the event loop,
-        # and each input's shape is checked against the model before its data is built (issue 12).
+        # and each input's shape is checked against the model before its data is built.
         parsed = await asyncio.to_thread(
             _parse, body, encoding, request.headers.get(HEADER_LENGTH), model,
             settings.max_body_bytes, settings.max_images_per_request,
@@ -130,14 +130,21 @@ async def infer(
         work = v2_infer.plan(
             parsed, model, classifier=classifier, max_images=settings.max_images_per_request,
             timeout_s=settings.request_timeout_ms / 1000, start=arrival(request),
+            partial_margin_s=settings.partial_margin_ms / 1000,
         )
         request.state.mode = work.mode
         still_in_time(work.deadline, work.budget_s)
-        answer = classifier.probabilities(work.images, work.crops, work.members, deadline=work.deadline)
-        result = await run_for_client(request, answer, work.deadline, work.budget_s)
-    probabilities = result.values.astype(np.float32, copy=False)
+        if work.walks:
+            walk = v2_infer.walk(work, classifier, serving.repository.stopping)
+            walked = await walks.answer(walk, run_for_client(request, walk.run(), work.deadline, work.budget_s))
+            values, parameters = walked.values, walks.parameters(walked)
+        else:
+            answer = classifier.probabilities(work.images, work.crops, work.members, deadline=work.deadline)
+            result = await run_for_client(request, answer, work.deadline, work.budget_s)
+            values, parameters = result.values, work.parameters
+    probabilities = values.astype(np.float32, copy=False)
     outputs = v2_infer.outputs(work, probabilities, classifier.labels)
-    content, header_length = encode_response(model.name, model.version, parsed.id, outputs, work.parameters)
+    content, header_length = encode_response(model.name, model.version, parsed.id, outputs, parameters)
     if header_length is None:
         return Response(content, media_type="application/json")
     return Response(

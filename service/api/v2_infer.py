@@ -14,12 +14,15 @@ from typing import Any
 
 import numpy as np
 
+from service.adaptive import Walk
+from service.api import walks
 from service.api.v2_catalog import TENSOR_SUFFIX, V2Model
 from service.api.v2_codec import InferenceRequest, InputCheck, RequestedOutput, Tensor
 from service.classifier import Classifier
 from service.contract import INPUT_NAME, OUTPUT_NAME
 from service.crops import CROP_COUNTS
 from service.errors import BadRequest
+from service.stopping import StoppingRule
 
 
 @dataclass(frozen=True)
@@ -31,13 +34,24 @@ class InferPlan:
     crops: int
     members: list[str]
     budget_s: float  # the request's time: its `timeout` parameter capped at request_timeout_ms
-    deadline: float  # loop time
+    deadline: float  # loop time; with partial=true, a little before the request's own (walks.cut)
     auto: bool  # crops or models were "auto": the response says what was chosen
     outputs: list[RequestedOutput]
+    adaptive_crops: bool = False  # "adaptive": `crops` / `members` are then where the walk may go
+    adaptive_models: bool = False
+    partial: bool = False
+
+    @property
+    def walks(self) -> bool:
+        """A walk up the Table 3 ladder (service/adaptive.py): something adaptive, or partial=true."""
+        return self.adaptive_crops or self.adaptive_models or self.partial
 
     @property
     def mode(self) -> str:
-        return f"{self.crops}x{len(self.members)}"  # the bounded `mode` label of the request metrics
+        """The bounded `mode` label of the request metrics."""
+        if self.adaptive_crops or self.adaptive_models:
+            return walks.ADAPTIVE
+        return f"{self.crops}x{len(self.members)}"
 
     @property
     def parameters(self) -> dict[str, int]:
@@ -48,12 +62,13 @@ class InferPlan:
 
 
 def _int_parameter(params: dict[str, Any], key: str, default: int | None, *, auto: bool = False) -> Any:
-    """An integer parameter; with `auto`, the string "auto" too (the service chooses, ladder.py)."""
+    """An integer parameter; with `auto`, the strings "auto" (the service chooses, ladder.py) and
+    "adaptive" (each image walks the ladder, adaptive.py) too."""
     value = params.get(key, default)
-    if auto and value == "auto":
+    if auto and value in (walks.AUTO, walks.ADAPTIVE):
         return value
     if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-        allowed = 'an integer or "auto"' if auto else "an integer"
+        allowed = 'an integer, "auto" or "adaptive"' if auto else "an integer"
         raise BadRequest(f"parameter {key} must be {allowed}, got {value!r}")
     return value
 
@@ -117,21 +132,27 @@ def _requested(parsed: InferenceRequest) -> list[RequestedOutput]:
 
 def plan(
     parsed: InferenceRequest, model: V2Model, *, classifier: Classifier, max_images: int, timeout_s: float,
-    start: float,
+    start: float, partial_margin_s: float = 0.0,
 ) -> InferPlan:
     """Check the request's parameters, input and outputs against `model` (docs/protocol-v2.md,
     "Request parameters"), and settle crops/models "auto" on the Table 3 ladder (service/ladder.py).
     `timeout_s` is the server's bound on any request, `start` the loop time its clock starts at."""
     params = parsed.parameters
     crops = _int_parameter(params, "crops", 1, auto=True)
-    if (crops not in CROP_COUNTS and crops != "auto") or (crops != 1 and not model.encoded):
-        allowed = ", ".join(map(str, CROP_COUNTS)) + " or auto" if model.encoded else "1 (the client made the crops)"
+    choices = (walks.AUTO, walks.ADAPTIVE)
+    if (crops not in CROP_COUNTS and crops not in choices) or (crops != 1 and not model.encoded):
+        counts = ", ".join(map(str, CROP_COUNTS))
+        allowed = f"{counts}, auto or adaptive" if model.encoded else "1 (the client made the crops)"
         raise BadRequest(f"parameter crops of model {model.name!r} must be {allowed}, got {crops}")
     count = _int_parameter(params, "models", None, auto=True)
     if count is not None and not model.ensemble:
         raise BadRequest(f"parameter models applies to the ensemble, not to member {model.name!r}")
     if isinstance(count, int):
         classifier.members(count)  # 400 outside 1..members, before anything is chosen or counted
+    partial = params.get("partial", False)
+    if not isinstance(partial, bool):
+        raise BadRequest(f"parameter partial must be a boolean, got {partial!r}")
+    adaptive = walks.check_choices(crops, count)
     timeout_us = _int_parameter(params, "timeout", None)  # Triton's per-request timeout, in microseconds
     if timeout_us is not None and timeout_us <= 0:
         raise BadRequest("parameter timeout must be a positive number of microseconds")
@@ -140,6 +161,15 @@ def plan(
     image = _image(parsed, model, max_images)
     images = _encoded_images(image) if model.encoded else image.data
     fixed = None if model.ensemble else list(model.members)
+    deadline = start + budget_s
+    if partial:
+        deadline = walks.cut(deadline, budget_s, partial_margin_s)
+    if adaptive:
+        members = fixed or classifier.members(len(model.members) if count in (None, walks.ADAPTIVE) else count)
+        return InferPlan(
+            model, images, max(CROP_COUNTS) if crops == walks.ADAPTIVE else crops, members, budget_s, deadline,
+            False, _requested(parsed), crops == walks.ADAPTIVE, count == walks.ADAPTIVE, partial,
+        )
     auto = crops == "auto" or count == "auto"
     if auto:
         crops, members = classifier.choose(
@@ -148,7 +178,17 @@ def plan(
         )
     else:
         members = fixed or classifier.members(count or len(model.members))
-    return InferPlan(model, images, crops, members, budget_s, start + budget_s, auto, _requested(parsed))
+    return InferPlan(model, images, crops, members, budget_s, deadline, auto, _requested(parsed), partial=partial)
+
+
+def walk(plan: InferPlan, classifier: Classifier, rule: StoppingRule) -> Walk:
+    """The walk of an adaptive or partial=true request (`plan.walks`)."""
+    return classifier.walk(
+        plan.images, crops=None if plan.adaptive_crops else plan.crops,
+        models=None if plan.adaptive_models else len(plan.members),
+        adaptive=plan.adaptive_crops or plan.adaptive_models, partial=plan.partial, deadline=plan.deadline,
+        rule=rule, members=None if plan.model.ensemble else plan.members,
+    )
 
 
 def outputs(plan: InferPlan, probabilities: np.ndarray, labels: list[tuple[str, str]]) -> list[Tensor]:

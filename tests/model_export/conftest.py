@@ -131,3 +131,13 @@ def default_repository(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
     out = tmp_path_factory.mktemp("built") / "model_repository"
     # How long the build takes is a benchmark figure (docs/benchmarks.md), never measured here.
     return out, _build_cli("--output", str(out)).stdout
+
+
+@pytest.fixture(scope="session")
+def tiny_calibration(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A repository of 3 tiny ONNX members and a 2-class dataset with val/ and calibration/ splits."""
+    from tests.tiny_models import write_repository
+
+    root = tmp_path_factory.mktemp("calibration")
+    repo = write_repository(root / "repo", members=3)
+    return repo, write_dataset(root / "data", classes=2, train_per_class=0, val_per_class=2, calibration_per_class=2)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import service.preprocess
-from model_export import evaluate, export
+from model_export import evaluate, export, probabilities
 from model_export.onnx_graph import Deployed
 
 
@@ -57,7 +57,7 @@ def test_table_has_every_model_crop_pair_with_cost_and_delta(torch_rows, capsys)
 
 def test_one_crop_single_model_error_matches_a_direct_computation(torch_rows, trained_run, shapes) -> None:
     model = Deployed(export.from_checkpoint(trained_run / "checkpoint.pt")[0]).eval()
-    images = evaluate.val_images(shapes, 4)
+    images = probabilities.val_images(shapes, 4)
     wrong = 0
     for data, target in images:
         crop = service.preprocess.preprocess(data, 1, max_pixels=10**8)
@@ -70,16 +70,19 @@ def test_one_crop_single_model_error_matches_a_direct_computation(torch_rows, tr
     )
 
 
-def test_crops_come_from_the_service(monkeypatch, trained_run, shapes) -> None:
-    assert evaluate.preprocess is service.preprocess.preprocess  # one protocol (service/crops.py)
-    seen = []
-    real = evaluate.preprocess
-    monkeypatch.setattr(
-        evaluate, "preprocess", lambda data, crops, **kw: seen.append(crops) or real(data, crops, **kw)
-    )
-    member = evaluate.torch_member(trained_run / "checkpoint.pt")
-    evaluate.collect([member], evaluate.val_images(shapes, 2), (1, 10, 144), progress=False)
-    assert seen == [1, 10, 144, 1, 10, 144]
+def test_crops_come_from_the_service(trained_run, shapes) -> None:
+    # One run per image and member serves every crop count: the 1-crop protocol's crop, then the
+    # nested plan, whose first 10 and all 144 are the 10- and 144-crop protocols' crops.
+    member = probabilities.torch_member(trained_run / "checkpoint.pt")
+    images = probabilities.val_images(shapes, 2)
+    cache = probabilities.collect([member], images, (1, 10, 144), progress=False)
+    assert set(cache.probs) == {"1", "1n", "10", "144"}
+    for i, (data, _) in enumerate(images):
+        for crops in (1, 10, 144):
+            direct = member(service.preprocess.preprocess(data, crops, max_pixels=10**8)).mean(axis=0)
+            np.testing.assert_allclose(cache.probs[str(crops)][0, i], direct, atol=1e-5)
+        centre = service.preprocess.preprocess(data, 10, max_pixels=10**8)[8:9]  # views x mirrors: the centre
+        np.testing.assert_allclose(cache.probs["1n"][0, i], member(centre)[0], atol=1e-5)
 
 
 def test_onnx_files_give_the_torch_numbers(trained_run, shapes, tmp_path) -> None:
@@ -96,15 +99,15 @@ def test_onnx_files_give_the_torch_numbers(trained_run, shapes, tmp_path) -> Non
     (tmp_path / "ensemble.json").write_text(
         json.dumps({"name": "googlenet", "members": ["googlenet-0"], "primary": "googlenet-0"})
     )
-    images = evaluate.val_images(shapes, 6)
-    ((_, run),) = evaluate.onnx_members(tmp_path)
-    onnx_probs, targets = evaluate.collect([run], images, (1, 10), progress=False)
-    torch_probs, _ = evaluate.collect(
-        [evaluate.torch_member(trained_run / "checkpoint.pt")], images, (1, 10), progress=False
+    images = probabilities.val_images(shapes, 6)
+    ((_, run),) = probabilities.onnx_members(tmp_path)
+    onnx_cache = probabilities.collect([run], images, (1, 10), progress=False)
+    torch_cache = probabilities.collect(
+        [probabilities.torch_member(trained_run / "checkpoint.pt")], images, (1, 10), progress=False
     )
-    for key in onnx_probs:
-        assert np.abs(onnx_probs[key] - torch_probs[key]).max() <= 1e-5
-    assert len(targets) == 6
+    for key in onnx_cache.probs:
+        assert np.abs(onnx_cache.probs[key] - torch_cache.probs[key]).max() <= 1e-5
+    assert len(onnx_cache.targets) == 6
 
 
 def test_repository_ensemble_of_seven(default_repository, tmp_path) -> None:

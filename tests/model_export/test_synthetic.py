@@ -76,7 +76,9 @@ def test_the_class_count_is_checked(tmp_path: Path, classes: int) -> None:
 
 
 def test_main_writes_and_says_where(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = argparse.Namespace(output=tmp_path / "out", classes=2, train_per_class=1, val_per_class=1, seed=0)
+    args = argparse.Namespace(
+        output=tmp_path / "out", classes=2, train_per_class=1, val_per_class=1, calibration_per_class=0, seed=0
+    )
     main(args)
     assert len(list((tmp_path / "out").rglob("*.jpg"))) == 4
     out = capsys.readouterr().out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.crops import CROP, CROP_COUNTS, PROTOCOLS, crop_plan, largest_scale, scaled_size
+from service.crops import CROP, CROP_COUNTS, PROTOCOLS, crop_plan, largest_scale, nested_plan, scaled_size
 
 
 def test_one_crop_is_the_center_of_the_256_resize() -> None:
@@ -61,3 +61,14 @@ def test_the_protocol_table_is_the_papers_three() -> None:
     for crops, protocol in PROTOCOLS.items():
         assert protocol.crops == crops == len(crop_plan(640, 480, crops))
     assert [largest_scale(c) for c in CROP_COUNTS] == [256, 256, 352]
+
+
+@pytest.mark.parametrize(("width", "height"), [(300, 256), (256, 256), (303, 500), (1000, 120), (500, 375)])
+def test_the_nested_plan_holds_every_protocol_as_a_prefix(width: int, height: int) -> None:
+    nested = nested_plan(width, height)
+    assert sorted(map(repr, nested)) == sorted(map(repr, crop_plan(width, height, 144)))  # the 144, reordered
+    assert sorted(map(repr, nested[:10])) == sorted(map(repr, crop_plan(width, height, 10)))
+    ten = crop_plan(width, height, 10)
+    assert nested[0] == ten[8] and not nested[0].mirror  # the unmirrored centre of the 10 comes first
+    one = crop_plan(width, height, 1)[0]  # the 1-crop protocol's box: at most a pixel away
+    assert nested[0].size == one.size and max(abs(a - b) for a, b in zip(nested[0].box, one.box, strict=True)) <= 1

@@ -3,11 +3,13 @@ given deadlines and queue states, through the scheduler's real estimate with a f
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from service.admission import CostModel, decide, estimate
 from service.errors import ServiceError
-from service.ladder import Mode, choose, ladder
+from service.ladder import Mode, choose, climb, ladder
 
 
 def labels(rungs: list[Mode]) -> list[str]:
@@ -63,3 +65,29 @@ def test_a_busy_device_steps_down_the_ladder() -> None:
     assert pick(60.0, []) == "144x7"
     assert pick(60.0, busy) == "1x7"  # 144x7 would wait 60 x 144 x 0.05 / 2 = 216 s; 10x7 waits 15 s > 8 s
     assert pick(60.0, busy, max_wait_s=20.0) == "10x7"
+
+
+def test_the_adaptive_walks_climb_the_pareto_ladder() -> None:
+    assert labels(climb(crops=None, models=None, members=7)) == ["1x1", "1x7", "10x7", "144x7"]
+    assert labels(climb(crops=None, models=1, members=7)) == ["1x1", "10x1", "144x1"]
+    assert labels(climb(crops=None, models=7, members=7)) == ["1x7", "10x7", "144x7"]
+    assert labels(climb(crops=10, models=None, members=7)) == ["10x1", "10x7"]
+    assert labels(climb(crops=None, models=None, members=1)) == ["1x1", "10x1", "144x1"]
+
+
+def test_a_fixed_mode_asked_with_partial_walks_the_rungs_below_it() -> None:
+    assert labels(climb(crops=144, models=7, members=7, anytime=True)) == ["1x1", "1x7", "10x7", "144x7"]
+    assert labels(climb(crops=10, models=1, members=7, anytime=True)) == ["1x1", "10x1"]
+    assert labels(climb(crops=1, models=3, members=7, anytime=True)) == ["1x1", "1x3"]
+    assert labels(climb(crops=1, models=1, members=7, anytime=True)) == ["1x1"]
+
+
+@pytest.mark.parametrize("crops", [None, 1, 10, 144])
+@pytest.mark.parametrize("anytime", [False, True])
+def test_every_walk_only_adds_work_and_ends_at_what_was_asked(crops: int | None, anytime: bool) -> None:
+    for members, models in itertools.product(range(1, 8), [None, *range(1, 8)]):
+        if models is not None and models > members or (crops and models and not anytime):
+            continue
+        walk = climb(crops=crops, models=models, members=members, anytime=anytime)  # raises if not
+        assert (walk[-1].crops, walk[-1].models) == (crops or 144, models or members)
+        assert [m.cost for m in walk] == sorted({m.cost for m in walk})

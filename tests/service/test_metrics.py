@@ -39,6 +39,9 @@ EXPECTED = {
     "googlenet_evaluated_rows": ("counter", {"model"}),
     "googlenet_queue_rows": ("gauge", {"model"}),
     "googlenet_model_info": ("gauge", {"model", "version", "sha256", "provider", "precision"}),
+    "googlenet_walk_evaluated_rows": ("histogram", {"mode"}),
+    "googlenet_walk_stops": ("counter", {"mode", "reason"}),
+    "googlenet_partial_answers": ("counter", {"mode"}),
 }
 UNITS = ("_seconds", "_rows", "_ratio", "_info", "_requests", "_bytes")
 
@@ -125,7 +128,7 @@ def test_metric_families_have_their_types_units_and_bounded_labels(live: LiveSer
     for s in ours["googlenet_requests"].samples:
         assert s.labels["route"].startswith("/") or s.labels["route"] == "unmatched"
         assert "?" not in s.labels["route"] and s.labels["status"].isdigit()
-        assert re.fullmatch(r"\d+x\d+|none", s.labels["mode"])
+        assert re.fullmatch(r"\d+x\d+|adaptive|none", s.labels["mode"])
     reasons = {s.labels["reason"] for s in ours["googlenet_rejections"].samples}
     assert {"queue_full", "deadline", "bad_input", "too_large"} <= reasons
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.crops import crop_plan
+from service.crops import crop_plan, nested_plan
 from service.errors import ImageTooLarge, InvalidImage
-from service.preprocess import crops_from_image, decode, preprocess
+from service.preprocess import ImageCrops, crops_from_image, decode, preprocess
 from tests.conftest import make_image, sample_jpegs
 
 LIMIT = 50_000_000
@@ -94,3 +94,23 @@ def test_real_imagenet_jpegs() -> None:
     for path in sample_jpegs()[:10]:
         out = preprocess(path.read_bytes(), 10, max_pixels=LIMIT)
         assert out.shape == (10, 224, 224, 3) and out.std() > 1
+
+
+@pytest.mark.parametrize(("width", "height"), [(360, 270), (250, 330), (900, 200)])
+def test_a_walk_makes_each_protocols_crops_rung_by_rung(width: int, height: int) -> None:
+    data = make_image(width, height)
+    walk = ImageCrops(data, 144, nested=True, max_pixels=10**8)
+    rows = np.concatenate([walk.rows(0, 1), walk.rows(1, 10), walk.rows(10, 144)])  # made as a walk makes them
+    fixed = preprocess(data, 144, max_pixels=10**8)
+    order = [crop_plan(*decode(data, max_pixels=10**8, shorter_side=352).size, 144).index(c)
+             for c in nested_plan(*decode(data, max_pixels=10**8, shorter_side=352).size)]
+    np.testing.assert_array_equal(rows, fixed[order])  # the 144 protocol's pixels, in the nested order
+    ten = preprocess(data, 10, max_pixels=10**8)
+    assert sorted(r.tobytes() for r in rows[:10]) == sorted(r.tobytes() for r in ten)  # its first 10: the 10's
+
+
+@pytest.mark.parametrize("crops", [1, 10, 144])
+def test_a_walk_that_keeps_its_crops_makes_the_protocols_own(crops: int) -> None:
+    data = make_image(410, 300)
+    np.testing.assert_array_equal(ImageCrops(data, crops, nested=False, max_pixels=10**8).rows(0, crops),
+                                  preprocess(data, crops, max_pixels=10**8))

@@ -91,7 +91,7 @@ def test_models_on_a_member_is_a_bad_request(plan: Plan) -> None:
 
 
 def test_crops_must_be_a_paper_count(plan: Plan) -> None:
-    with pytest.raises(BadRequest, match="parameter crops of model 'tiny' must be 1, 10, 144 or auto, got 5"):
+    with pytest.raises(BadRequest, match="parameter crops of model 'tiny' must be 1, 10, 144, auto or adaptive, got 5"):
         plan("tiny", _encoded(b"x"), crops=5)
 
 
@@ -102,7 +102,7 @@ def test_tensor_models_take_one_crop_only(plan: Plan) -> None:
 
 @pytest.mark.parametrize("value", [True, "10", 1.0])
 def test_integer_parameters_refuse_other_types(plan: Plan, value: object) -> None:
-    with pytest.raises(BadRequest, match=f'parameter crops must be an integer or "auto", got {value!r}'):
+    with pytest.raises(BadRequest, match=f'parameter crops must be an integer, "auto" or "adaptive", got {value!r}'):
         plan("tiny", _encoded(b"x"), crops=value)
     with pytest.raises(BadRequest, match=f"parameter timeout must be an integer, got {value!r}"):
         plan("tiny", _encoded(b"x"), timeout=value)
