@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.reference import Reference
+from loadtest.reference import Reference, compare
 from loadtest.servers import ServerProcess
 from service.repository import load_repository
 from service.runtime import ModelLoadError, choose_provider
@@ -50,6 +50,17 @@ def gpu_repository(cuda: None, tmp_path_factory: pytest.TempPathFactory) -> Path
     subprocess.run([sys.executable, "-m", "model_export", "build-repository", "--output", str(out), "--members", "2"],
                    check=True, timeout=600)
     return out
+
+
+def assert_answers_match_the_cpu(
+    server: ServerProcess, reference: Reference, repository: Path, jpegs: list[bytes], tolerance: float
+) -> None:
+    """Every mode's whole distributions within `tolerance` of the CPU provider's fp32, top-1 equal
+    where the CPU's margin is clear (loadtest/reference.py)."""
+    report = compare(server.url, reference, jpegs, modes(repository), tolerance=tolerance)
+    for mode, row in report.items():
+        assert row["errors"] == 0 and row["max_abs"] <= tolerance, (mode, row)
+        assert row["top1_agree"] == row["top1_clear"], (mode, row)
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,9 @@ import pytest
 
 from loadtest.burst import burst
 from loadtest.device_memory import MemoryWatch
-from loadtest.reference import Reference, compare
+from loadtest.reference import Reference
 from loadtest.servers import ServerProcess
-from tests.gpu.conftest import modes
+from tests.gpu.conftest import assert_answers_match_the_cpu, modes
 
 pytestmark = pytest.mark.gpu
 
@@ -28,10 +28,7 @@ def test_the_service_says_it_serves_on_cuda_in_fp16(fp16: ServerProcess) -> None
 def test_fp16_answers_match_the_cpu_provider_in_every_mode(
     fp16: ServerProcess, gpu_repository: Path, reference: Reference, jpegs: list[bytes]
 ) -> None:
-    report = compare(fp16.url, reference, jpegs, modes(gpu_repository), tolerance=2e-3)
-    for mode, row in report.items():
-        assert row["errors"] == 0 and row["max_abs"] <= 2e-3, (mode, row)
-        assert row["top1_agree"] == row["top1_clear"], (mode, row)
+    assert_answers_match_the_cpu(fp16, reference, gpu_repository, jpegs, tolerance=2e-3)
 
 
 def test_a_burst_of_256_light_requests_on_the_idle_device_is_neither_shed_nor_failed(

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.reference import Reference, compare
+from loadtest.reference import Reference
 from loadtest.servers import ServerProcess
-from tests.gpu.conftest import modes, start
+from tests.gpu.conftest import assert_answers_match_the_cpu, start
 
 pytestmark = pytest.mark.gpu
 
@@ -23,7 +23,4 @@ def fp32(gpu_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def test_fp32_answers_match_the_cpu_provider_in_every_mode(
     fp32: ServerProcess, gpu_repository: Path, reference: Reference, jpegs: list[bytes]
 ) -> None:
-    report = compare(fp32.url, reference, jpegs, modes(gpu_repository), tolerance=1e-5)
-    for mode, row in report.items():
-        assert row["errors"] == 0 and row["max_abs"] <= 1e-5, (mode, row)
-        assert row["top1_agree"] == row["top1_clear"], (mode, row)
+    assert_answers_match_the_cpu(fp32, reference, gpu_repository, jpegs, tolerance=1e-5)
