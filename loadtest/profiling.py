@@ -13,7 +13,7 @@ from pathlib import Path
 _BUCKETS = (
     ("model (ONNX Runtime)", ("Session.run", "run_with_iobinding")),
     ("preprocessing (decode, resize, crop)", ("service/preprocess.py", "PIL/", "preprocess (")),
-    ("batcher", ("service/batching.py", "service/scheduling.py")),
+    ("batching", ("service/batching/",)),
 )
 
 

@@ -27,11 +27,10 @@ from typing import TypeVar
 import numpy as np
 
 from service import ladder, metrics
-from service.batching import Result
+from service.batching import Ensemble, Reservation, Result
 from service.decode_cost import DecodeLimits
 from service.errors import DeadlineExceeded, InvalidImage, Overloaded, TooCostly
 from service.preprocess import ImageCrops
-from service.scheduling import Reservation, Scheduler
 from service.stopping import StoppingRule
 
 T = TypeVar("T")
@@ -102,14 +101,14 @@ class Walk:
     timer), `at_deadline` answers from what finished."""
 
     def __init__(
-        self, scheduler: Scheduler, pool: ThreadPoolExecutor, images: list[bytes] | np.ndarray,
+        self, ensemble: Ensemble, pool: ThreadPoolExecutor, images: list[bytes] | np.ndarray,
         members: Sequence[str], walk: list[ladder.Mode], *, rule: StoppingRule, adaptive: bool,
         partial: bool, deadline: float | None, max_pixels: int, max_aspect: float,
         limits: DecodeLimits | None = None,
     ) -> None:
         if isinstance(images, np.ndarray) and walk[-1].crops != 1:
             raise ValueError("crops made by the client walk the members only")
-        self.scheduler, self.pool, self.images = scheduler, pool, images
+        self.ensemble, self.pool, self.images = ensemble, pool, images
         self.walk, self.steps = walk, steps(walk, members)
         self.members = list(members[: walk[-1].models])
         self.rule, self.adaptive, self.partial, self.deadline = rule, adaptive, partial, deadline
@@ -158,7 +157,7 @@ class Walk:
             with ExitStack() as held:
                 try:
                     reservations = [
-                        held.enter_context(self.scheduler.admit(
+                        held.enter_context(self.ensemble.admit(
                             len(active) * (g.stop - g.start), list(g.members), deadline=self.deadline
                         ))
                         for g in groups

@@ -30,9 +30,9 @@ def create_app(settings: Settings) -> FastAPI:
             held = await asyncio.to_thread(gpu.process_memory_bytes, os.getpid(), settings.device_id)
             log.info("GPU memory held at ready: %s MiB (arena bound %d MiB)",
                      "unknown" if held is None else held >> 20, settings.gpu_memory_limit_mib)
-        scheduler = serving.classifier.scheduler
+        ensemble = serving.classifier.ensemble
         app.state.serving = serving
-        scheduler.start()
+        ensemble.start()
         # gRPC listens before readiness turns true, so a port that cannot be had fails the start-up.
         servicer = grpc_server.InferenceServicer(serving, catalog(serving), version=app.version)
         grpc = await grpc_server.start(servicer) if settings.grpc_port else None
@@ -48,10 +48,10 @@ def create_app(settings: Settings) -> FastAPI:
             try:  # gRPC calls and every admitted request finish within what is left of the one grace period
                 async with asyncio.timeout_at(stop_by):
                     await grpc_stopped
-                    await scheduler.drain()
+                    await ensemble.drain()
             except TimeoutError:
                 log.warning("requests still queued after %.0f s of grace; failing them", settings.shutdown_grace_s)
-            await scheduler.stop()
+            await ensemble.stop()
             serving.close()
 
     app = FastAPI(

@@ -1,7 +1,7 @@
 """Classifier: encoded images -> top-k answers, the request path (docs/architecture.md) minus HTTP.
 
 Admission (by estimated time, then queue room) comes first, then decoding and cropping run in a
-thread pool; rows go through the scheduler to every member; probabilities are averaged over crops,
+thread pool; rows go through the ensemble to every member; probabilities are averaged over crops,
 then members, then ranked.
 """
 
@@ -25,13 +25,12 @@ from PIL import Image
 from service import ladder, metrics
 from service.adaptive import Walk
 from service.admission import PreprocessCost
-from service.batching import Result
+from service.batching import Ensemble, Result
 from service.crops import CROP, CROP_COUNTS, crop_plan, largest_scale
 from service.decode_cost import DecodeLimits
 from service.errors import DeadlineExceeded, InvalidImage, ServiceError
 from service.postprocess import Prediction, average, top_k
 from service.preprocess import fill_crops, load, open_image, scale_groups
-from service.scheduling import Scheduler
 from service.stopping import StoppingRule
 
 T = TypeVar("T")
@@ -65,17 +64,17 @@ class Classification:
 
 class Classifier:
     def __init__(
-        self, scheduler: Scheduler, labels: list[tuple[str, str]], *, max_pixels: int, max_aspect: float, threads: int,
+        self, ensemble: Ensemble, labels: list[tuple[str, str]], *, max_pixels: int, max_aspect: float, threads: int,
         prep_cost: PreprocessCost | None = None, limits: DecodeLimits | None = None,
     ) -> None:
-        self.scheduler = scheduler
+        self.ensemble = ensemble
         self.labels = labels
         self.max_pixels, self.max_aspect = max_pixels, max_aspect
         self.threads = threads
         self.prep_cost = prep_cost or PreprocessCost()
         self.limits = limits  # what one decode may cost (service/decode_cost.py)
         # Every mode crops/ensemble=auto can choose, known now: the metric's label values never come from input.
-        members = len(scheduler.names)
+        members = len(ensemble.names)
         self._auto_modes = {
             mode.label
             for crops in (None, *CROP_COUNTS) for models in (None, *range(1, members + 1))
@@ -117,11 +116,11 @@ class Classifier:
     @property
     def names(self) -> list[str]:
         """Every member, ensemble order; the first is the primary."""
-        return self.scheduler.names
+        return self.ensemble.names
 
     def members(self, count: int) -> list[str]:
         """The first `count` members (the paper's ensemble order); BadRequest outside 1..all."""
-        return self.scheduler.members(count)
+        return self.ensemble.members(count)
 
     def choose(
         self, images: int, *, crops: int | None, models: int | None, deadline: float | None,
@@ -139,7 +138,7 @@ class Classifier:
         def fits(mode: ladder.Mode) -> bool:
             try:
                 prepare_s = self.prepare_estimate(images, mode.crops)
-                self.scheduler.check(images * mode.crops, chosen(mode), deadline=deadline, now=now, prepare_s=prepare_s)
+                self.ensemble.check(images * mode.crops, chosen(mode), deadline=deadline, now=now, prepare_s=prepare_s)
             except ServiceError:
                 return False
             return True
@@ -151,7 +150,7 @@ class Classifier:
 
     def check_room(self, rows: int, members: list[str], *, deadline: float | None) -> None:
         """Raise now what admission would say of `rows` (a probe: nothing stays held)."""
-        with self.scheduler.admit(rows, members, deadline=deadline):
+        with self.ensemble.admit(rows, members, deadline=deadline):
             pass
 
     def _open(
@@ -259,7 +258,7 @@ class Classifier:
         encoded = not isinstance(images, np.ndarray)
         prepare_s = self.prepare_estimate(len(images), crops) if encoded else 0.0
         decode_s = crops_s = 0.0
-        with self.scheduler.admit(len(images) * crops, members, deadline=deadline, prepare_s=prepare_s) as admission:
+        with self.ensemble.admit(len(images) * crops, members, deadline=deadline, prepare_s=prepare_s) as admission:
             if encoded:
                 rows, decode_s, crops_s = await self.prepare(images, crops)
             else:
@@ -305,7 +304,7 @@ class Classifier:
         order = members or self.names
         walk = ladder.climb(crops=crops, models=models, members=len(order), anytime=partial)
         return Walk(
-            self.scheduler, self._executor, images, order, walk, rule=rule, adaptive=adaptive, partial=partial,
+            self.ensemble, self._executor, images, order, walk, rule=rule, adaptive=adaptive, partial=partial,
             deadline=deadline, max_pixels=self.max_pixels, max_aspect=self.max_aspect, limits=self.limits,
         )
 

@@ -2,7 +2,7 @@
 
 - **Lanes.** A lane is one thread that owns one session of every model and runs one batch at a
   time. ONNX Runtime keeps a session's cuDNN/cuBLAS handles and captured graphs per thread, so a
-  session always runs on the thread that warmed it; the device executor's run slots are the lanes.
+  session always runs on the thread that warmed it; the batching device's run slots are the lanes.
 - **One arena.** Each session's own arena grows to its largest batch and keeps it: the 14 sessions
   of a 7-model service on 2 lanes held 78 GB of an H200. One arena registered with ONNX Runtime's
   environment (`create_and_register_allocator_v2`, `session.use_env_allocators`) holds only the
@@ -133,7 +133,7 @@ class CudaDevice:
 
     @property
     def executors(self) -> list[ThreadPoolExecutor]:
-        """The lanes' threads, in lane order: the device executor's run slots."""
+        """The lanes' threads, in lane order: the batching device's run slots."""
         return [lane.thread for lane in self.lanes]
 
     def current(self) -> Lane | None:

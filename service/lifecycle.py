@@ -4,8 +4,8 @@ Order (serving-anchors.md 1.8 and 6.1; Kubernetes sends SIGTERM while endpoints 
 1. the signal flips readiness to false at once (`on_draining`), but the listener stays open for
    `delay_s` so load balancers can take the pod out before connections get refused;
 2. then uvicorn closes the listener (`on_closing`: gRPC stops taking calls at the same moment), lets
-   every accepted request finish, and runs the app's lifespan shutdown, which drains the batchers
-   (Scheduler.drain); all of step 2 shares one `grace_s`, so a stop takes at most delay + grace
+   every accepted request finish, and runs the app's lifespan shutdown, which drains the member queues
+   (Ensemble.drain); all of step 2 shares one `grace_s`, so a stop takes at most delay + grace
    (the Kubernetes and Compose grace periods are set from that sum);
 3. the process exits 0: a requested stop is not a crash. A second signal forces the exit.
 """

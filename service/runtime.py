@@ -1,6 +1,6 @@
 """ONNX Runtime sessions for one model: provider choice, sessions, warm-up, `run(rows) -> probabilities`.
 
-`run` is blocking and thread-safe; the batcher calls it from the device executor's run slots. On
+`run` is blocking and thread-safe; the device (service/batching/device.py) calls it from its run slots. On
 CUDA the sessions live on the device's lanes (service/cuda.py); on CPU one session is shared.
 """
 

@@ -1,7 +1,7 @@
 """The serving object: what the lifespan loads and every handler needs, in one typed place.
 
 `open_serving` chooses the provider, reads the repository, opens and warms the sessions and wires
-runtime -> batchers -> scheduler -> classifier; the api layer receives the result through a
+runtime -> the batching (service/batching) -> classifier; the api layer receives the result through a
 FastAPI dependency (service/api/deps.py), never through an untyped bag.
 """
 
@@ -14,14 +14,12 @@ from dataclasses import dataclass, field
 
 from service import gpu, metrics
 from service.admission import CostModel
-from service.batching import Batcher
+from service.batching import Device, Ensemble, MemberQueue
 from service.classifier import Classifier
 from service.cuda import CudaConfig, CudaDevice
 from service.decode_cost import DecodeLimits, DecodeMemory
-from service.executor import DeviceExecutor
 from service.repository import Repository, load_repository
 from service.runtime import OnnxModel, ProviderUnavailable, choose_provider
-from service.scheduling import Scheduler
 from service.settings import Settings
 
 log = logging.getLogger("service")
@@ -81,7 +79,7 @@ class Serving:
     @property
     def failure(self) -> Exception | None:
         """Set for good once a dispatch loop crashed: nothing would run, so liveness fails too."""
-        return self.classifier.scheduler.failure
+        return self.classifier.ensemble.failure
 
     @property
     def serves(self) -> bool:
@@ -156,7 +154,7 @@ def _open(settings: Settings, provider: str, cost: CostModel) -> Opened:
 
 
 def open_serving(settings: Settings) -> Serving:
-    """Load everything (blocking: run it off the event loop). The batchers start with `start`."""
+    """Load everything (blocking: run it off the event loop). The queues start with `Ensemble.start`."""
     cost = CostModel()
     try:
         plan, repository, models, cuda = _open(settings, choose_provider(settings.providers), cost)
@@ -166,20 +164,20 @@ def open_serving(settings: Settings) -> Serving:
         log.warning("providers=auto: the CUDA provider failed (%s); serving on the CPU instead", exc)
         plan, repository, models, cuda = _open(settings, "cpu", cost)
     # One compute budget for every member; on CUDA its slots are the device's lanes.
-    device = DeviceExecutor(plan.instances, name=plan.provider, lanes=cuda.executors if cuda else None)
-    scheduler = Scheduler(
+    device = Device(plan.instances, name=plan.provider, lanes=cuda.executors if cuda else None)
+    ensemble = Ensemble(
         [
-            Batcher(
+            MemberQueue(
                 model.run_timed, name=entry.name, max_batch_size=plan.max_batch_size,
                 max_delay_s=plan.max_queue_delay_ms / 1000, max_queue_rows=plan.max_queue_rows,
-                executor=device, run_wide=model.run_wide if model.has_wide else None, cost=cost,
+                device=device, run_wide=model.run_wide if model.has_wide else None, cost=cost,
             )
             for entry, model in zip(repository.members, models, strict=True)
         ],
         cost=cost, max_wait_s=plan.max_queue_wait_ms / 1000,
     )
     classifier = Classifier(
-        scheduler, [(label.wnid, label.name) for label in repository.labels],
+        ensemble, [(label.wnid, label.name) for label in repository.labels],
         max_pixels=settings.max_image_pixels, max_aspect=settings.max_aspect_ratio,
         threads=settings.preprocess_threads or settings.cpu_count,
         limits=DecodeLimits(settings.max_image_segments, settings.max_decode_ms / 1000,

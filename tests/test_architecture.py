@@ -37,7 +37,8 @@ def test_only_the_api_layer_and_the_app_factory_import_the_web_framework(path: P
     assert allowed or not web, web
 
 
-# The request path, top to bottom (design.md 4); a module imports only from layers below its own.
+# The request path, top to bottom (docs/architecture.md); a module imports only from layers below
+# its own. A package (api, batching) is one unit.
 LAYERS = [
     {"__main__"},
     {"app", "lifecycle"},
@@ -45,17 +46,19 @@ LAYERS = [
     {"serving"},
     {"classifier"},
     {"adaptive"},
-    {"scheduling", "ladder"},
-    {"batching", "runtime", "preprocess", "postprocess", "repository", "gpu"},
-    {"executor", "admission", "cuda", "decode_cost"},
-    {"fair_cut", "crops", "settings", "metrics", "logs", "image_structure"},
+    {"ladder", "batching"},
+    {"runtime", "preprocess", "postprocess", "repository", "gpu"},
+    {"admission", "cuda", "decode_cost"},
+    {"crops", "settings", "metrics", "logs", "image_structure"},
     {"contract", "errors", "stopping"},
 ]
+# Inside the batching package: the ensemble and the device drive the queues, the queues use the cut.
+BATCHING = [{"__init__"}, {"ensemble", "device"}, {"queue"}, {"fair_cut"}]
 RANK = {name: rank for rank, layer in enumerate(LAYERS) for name in layer}
 
 
 def _unit(module: str) -> str:
-    """`service.api.v2` -> `api`; `service.crops` -> `crops`."""
+    """`service.api.v2` -> `api`; `service.batching.queue` -> `batching`; `service.crops` -> `crops`."""
     return module.split(".")[1]
 
 
@@ -73,12 +76,20 @@ def _internal(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_imports_point_down_the_layers(path: Path) -> None:
-    unit = path.parent.name if path.parent.name == "api" else path.stem
+    unit = path.relative_to(SERVICE).parts[0].removesuffix(".py")
     if unit == "__init__":
         return
     assert unit in RANK, f"{unit} is in no layer of LAYERS: place it"
     upward = {m for m in _internal(path) if _unit(m) != unit and RANK[_unit(m)] <= RANK[unit]}
     assert not upward, f"{unit} imports {upward} from its own layer or above"
+
+
+@pytest.mark.parametrize("path", sorted((SERVICE / "batching").glob("*.py")), ids=lambda p: p.name)
+def test_inside_the_batching_package_imports_point_one_way(path: Path) -> None:
+    rank = {name: r for r, layer in enumerate(BATCHING) for name in layer}
+    mine = rank[path.stem]
+    inside = {m.split(".")[2] for m in _internal(path) if m.startswith("service.batching.")}
+    assert not {m for m in inside if rank[m] <= mine}, f"{path.stem} imports {inside} from its level or above"
 
 
 def test_the_api_reaches_the_classifier_through_the_serving_object_not_app_state() -> None:

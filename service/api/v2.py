@@ -1,7 +1,7 @@
 """KServe v2 / Open Inference Protocol over HTTP, with Triton's binary tensor data, classification
 and model configuration extensions, so stock tritonclient and perf_analyzer work (docs/protocol-v2.md).
 
-Inference goes through the same classifier, scheduler and batchers as /v1.
+Inference goes through the same classifier and batching as /v1.
 """
 
 from __future__ import annotations

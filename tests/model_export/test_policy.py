@@ -12,9 +12,8 @@ import pytest
 
 from model_export import policy, probabilities
 from model_export.probabilities import Cache
-from service.batching import Batcher
+from service.batching import Device, Ensemble, MemberQueue
 from service.classifier import Classifier
-from service.scheduling import Scheduler
 from service.stopping import StoppingRule
 from tests.tiny_models import tiny_model
 
@@ -95,9 +94,9 @@ def test_the_replay_says_what_the_service_walk_does(tmp_path: Path) -> None:
     expected = replay.outcome(rule)
 
     async def serve() -> list:
-        batchers = [Batcher(m, name=f"m{i}", max_batch_size=8, max_delay_s=0.0, max_queue_rows=4096)
-                    for i, m in enumerate(members)]
-        scheduler = Scheduler(batchers)
+        queues = [MemberQueue(m, device=Device(1), name=f"m{i}", max_batch_size=8, max_delay_s=0.0,
+                              max_queue_rows=4096) for i, m in enumerate(members)]
+        scheduler = Ensemble(queues)
         scheduler.start()
         classifier = Classifier(scheduler, [(str(i), str(i)) for i in range(1000)], max_pixels=10**7,
                                 max_aspect=32, threads=1)

@@ -136,15 +136,15 @@ def test_a_stalled_v2_upload_times_out_too(tiny_repo: Path) -> None:
 def gated(tiny_repo: Path):
     """A server whose one model slot can be held shut: the model still runs, when the test says so."""
     with serve(tiny_repo, models=1, instances=1, max_batch_size=1) as live:
-        batcher = live.app.state.serving.classifier.scheduler.batchers["tiny-0"]
-        entered, release, real = threading.Event(), threading.Event(), batcher._run_batch
+        batcher = live.app.state.serving.classifier.ensemble.queues["tiny-0"]
+        entered, release, real = threading.Event(), threading.Event(), batcher.run_batch
 
         def run_batch(rows: np.ndarray) -> np.ndarray:
             entered.set()
             release.wait(30)
             return real(rows)
 
-        batcher._run_batch = run_batch
+        batcher.run_batch = run_batch
         try:
             yield live, batcher, entered, release
         finally:

@@ -13,10 +13,9 @@ import pytest
 
 from service import adaptive, ladder, metrics
 from service.admission import CostModel
-from service.batching import Batcher
+from service.batching import Device, Ensemble, MemberQueue
 from service.classifier import Classifier
 from service.errors import DeadlineExceeded, InvalidImage, Overloaded
-from service.scheduling import Scheduler
 from service.stopping import StoppingRule
 from tests.conftest import make_image
 from tests.service.conftest import run
@@ -66,10 +65,11 @@ class Members:
 
 def classifier(members: Members, *, cost: CostModel | None = None, max_queue_rows: int = 4096) -> Classifier:
     batchers = [
-        Batcher(members.runner(i), name=f"m{i}", max_batch_size=16, max_delay_s=0.0, max_queue_rows=max_queue_rows)
+        MemberQueue(members.runner(i), device=Device(1), name=f"m{i}", max_batch_size=16, max_delay_s=0.0,
+                    max_queue_rows=max_queue_rows)
         for i in range(len(members.sessions))
     ]
-    scheduler = Scheduler(batchers, cost=cost)
+    scheduler = Ensemble(batchers, cost=cost)
     scheduler.start()
     return Classifier(scheduler, LABELS, max_pixels=10**7, max_aspect=32, threads=2)
 
@@ -80,7 +80,7 @@ def walk(c: Classifier, images: list[bytes], rule: StoppingRule, **kwargs: objec
 
 
 async def close(c: Classifier) -> None:
-    await c.scheduler.stop()
+    await c.ensemble.stop()
     c.close()
 
 
@@ -157,10 +157,10 @@ def test_a_rung_that_would_not_fit_the_deadline_ends_the_walk() -> None:
 def test_the_first_rung_is_what_admission_weighs() -> None:
     async def body(loop: asyncio.AbstractEventLoop) -> None:
         c = classifier(Members(1), max_queue_rows=4)
-        c.scheduler.batchers["m0"].reserve(4)  # the queue is full: even one row is refused
+        c.ensemble.queues["m0"].reserve(4)  # the queue is full: even one row is refused
         with pytest.raises(Overloaded):
             await walk(c, [make_image()], NEVER).run()
-        c.scheduler.batchers["m0"].release(4)
+        c.ensemble.queues["m0"].release(4)
         await close(c)
 
     run(body)
@@ -211,7 +211,7 @@ def test_with_nothing_finished_the_deadline_is_a_504_even_with_partial() -> None
         members.gates[0].set()
         with pytest.raises(DeadlineExceeded):
             w.at_deadline()
-        assert c.scheduler.batchers["m0"].reserved_rows == 0
+        assert c.ensemble.queues["m0"].reserved_rows == 0
         await close(c)
 
     run(body)
@@ -236,7 +236,7 @@ def test_an_image_that_does_not_decode_gives_the_room_back() -> None:
         c = classifier(Members(2))
         with pytest.raises(InvalidImage, match="decodable"):
             await walk(c, [make_image(), b"not an image"], NEVER).run()
-        assert all(b.reserved_rows == 0 and b.queued_rows == 0 for b in c.scheduler.batchers.values())
+        assert all(b.reserved_rows == 0 and b.queued_rows == 0 for b in c.ensemble.queues.values())
         await close(c)
 
     run(body)

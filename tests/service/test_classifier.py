@@ -8,10 +8,9 @@ import threading
 import numpy as np
 import pytest
 
-from service.batching import Batcher
+from service.batching import Device, Ensemble, MemberQueue
 from service.classifier import Classifier
 from service.errors import InvalidImage, Overloaded
-from service.scheduling import Scheduler
 from tests.conftest import make_image
 from tests.service.conftest import run
 
@@ -25,8 +24,9 @@ def uniform(rows: np.ndarray) -> np.ndarray:
 
 
 def classifier(max_queue_rows: int) -> Classifier:
-    batcher = Batcher(uniform, name="m", max_batch_size=8, max_delay_s=0.0, max_queue_rows=max_queue_rows)
-    scheduler = Scheduler([batcher])
+    batcher = MemberQueue(uniform, device=Device(1), name="m", max_batch_size=8, max_delay_s=0.0,
+                          max_queue_rows=max_queue_rows)
+    scheduler = Ensemble([batcher])
     scheduler.start()
     return Classifier(scheduler, LABELS, max_pixels=10**7, max_aspect=32, threads=1)
 
@@ -34,7 +34,7 @@ def classifier(max_queue_rows: int) -> Classifier:
 def test_requests_waiting_for_a_decode_thread_hold_queue_room() -> None:
     async def body(loop: asyncio.AbstractEventLoop) -> None:
         c = classifier(max_queue_rows=20)
-        batcher = c.scheduler.batchers["m"]
+        batcher = c.ensemble.queues["m"]
         gate = threading.Event()
         c._executor.submit(gate.wait, 10)  # the only decode thread is busy
         image = make_image()
@@ -50,7 +50,7 @@ def test_requests_waiting_for_a_decode_thread_hold_queue_room() -> None:
         for result in await asyncio.gather(*waiting):
             assert result.predictions[0][0].index == 7 and result.evaluations == 10
         assert batcher.reserved_rows == 0 and batcher.queued_rows == 0
-        await c.scheduler.stop()
+        await c.ensemble.stop()
         c.close()
 
     run(body)
@@ -61,10 +61,10 @@ def test_an_image_that_does_not_decode_gives_its_room_back() -> None:
         c = classifier(max_queue_rows=20)
         with pytest.raises(InvalidImage):
             await c.classify([make_image(), b"not an image"], crops=10, members=["m"], topk=1, deadline=None)
-        assert c.scheduler.batchers["m"].reserved_rows == 0
+        assert c.ensemble.queues["m"].reserved_rows == 0
         result = await c.classify([make_image()] * 2, crops=10, members=["m"], topk=1, deadline=None)
         assert len(result.predictions) == 2  # the full 20 rows fit again
-        await c.scheduler.stop()
+        await c.ensemble.stop()
         c.close()
 
     run(body)

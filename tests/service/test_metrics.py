@@ -182,7 +182,7 @@ def test_values_move_as_the_traffic_implies(live: LiveServer) -> None:
 def test_every_rejection_reason_is_counted(live: LiveServer) -> None:
     before = scrape(live)
     with live.client() as client:
-        primary = live.app.state.serving.classifier.scheduler.batchers[MODELS[0]]
+        primary = live.app.state.serving.classifier.ensemble.queues[MODELS[0]]
         live.on_loop(primary.reserve, primary.max_queue_rows)  # the queue is full of requests still decoding
         try:
             full = client.post("/v1/classify", content=make_image(), headers=JPEG)

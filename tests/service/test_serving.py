@@ -74,7 +74,7 @@ def test_open_serving_wires_every_member_in_ensemble_order(repo: Path) -> None:
         assert serving.provider == serving.plan.provider == "cpu"
         names = [m.name for m in serving.repository.members]
         assert names == ["tiny-1", "tiny-0", "tiny-2"] == serving.classifier.names
-        for batcher in serving.classifier.scheduler.batchers.values():
+        for batcher in serving.classifier.ensemble.queues.values():
             assert (batcher.max_batch_size, batcher.max_queue_rows) == (4, 12)
             assert batcher.max_delay_s == pytest.approx(serving.plan.max_queue_delay_ms / 1000)
         assert serving.classifier.labels[7] == ("n00000007", "class 7")
@@ -99,7 +99,7 @@ def test_the_opened_serving_answers_what_onnx_runtime_says(repo: Path) -> None:
     rows = np.random.default_rng(0).integers(0, 255, (3, 224, 224, 3), dtype=np.uint8)
 
     async def run() -> np.ndarray:
-        scheduler = serving.classifier.scheduler
+        scheduler = serving.classifier.ensemble
         scheduler.start()
         try:
             probs = await serving.classifier.probabilities(rows, 1, ["tiny-1", "tiny-2"], deadline=None)

@@ -61,7 +61,7 @@ def test_a_grpc_and_an_http_request_share_one_batch(live: LiveServer) -> None:
 
 
 def test_a_full_queue_is_unavailable_with_retry_info(live: LiveServer) -> None:
-    primary = live.app.state.serving.classifier.scheduler.batchers["tiny-0"]
+    primary = live.app.state.serving.classifier.ensemble.queues["tiny-0"]
     channel, stub = _stub(live)
     live.on_loop(primary.reserve, primary.max_queue_rows)  # the queue is full of requests still decoding
     try:

@@ -108,7 +108,7 @@ def _until(check: object, timeout_s: float = 30) -> None:
 def test_a_client_that_leaves_drops_its_queued_rows(
     live: LiveServer, stub: service_pb2_grpc.GRPCInferenceServiceStub
 ) -> None:
-    batcher = live.app.state.serving.classifier.scheduler.batchers["tiny-0"]
+    batcher = live.app.state.serving.classifier.ensemble.queues["tiny-0"]
     gone, release = _requests("499", "1x1"), threading.Event()
 
     def requests() -> Iterator[pb.ModelInferRequest]:

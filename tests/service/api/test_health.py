@@ -57,7 +57,7 @@ def test_readyz_fails_while_draining_but_healthz_stays_live(live: LiveServer) ->
 
 def test_a_crashed_dispatch_loop_fails_every_probe_with_its_reason(tiny_repo: Path) -> None:
     with serve(tiny_repo, models=1, instances=1, grpc_port=free_port()) as crashed:
-        batcher = crashed.app.state.serving.classifier.scheduler.batchers["tiny-0"]
+        batcher = crashed.app.state.serving.classifier.ensemble.queues["tiny-0"]
 
         def broken(now: float) -> list:
             raise RuntimeError("a bug in the cut")

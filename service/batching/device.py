@@ -1,51 +1,33 @@
-"""The device executor: one compute budget per device, shared by every member's queue (issue 13).
+"""The device: one compute budget (run slots) shared by every member's queue, the dispatch loop
+that fills the slots, and the runs themselves (service/batching/__init__.py has the contract).
 
-It owns the run slots (CPU: one per core) and the one dispatch loop that fills them: when a slot
-is free it asks the fair cut which member holds the least-served request, waits out that queue's
-batch window, takes the batch and runs it off the event loop. A batch alone on the device, with
-nothing else waiting or decoding, takes every slot and runs on the member's wide session (intra-op threads =
-cores; design.md 5: ~28 ms instead of ~50 ms for one image on 2 cores). If the loop itself
-crashes, every queued request and every later one fails at once instead of hanging.
+When a slot is free the loop asks the fair cut which queue holds the request of the earliest
+virtual start, waits out that queue's batch window, takes the batch and runs it off the event
+loop. A batch alone on a CPU device, with nothing else waiting or decoding, takes every slot and
+runs on the member's wide session (intra-op threads = cores: ~28 ms instead of ~50 ms for one
+image on 2 cores, docs/benchmarks.md). If the loop itself crashes, every queued request and every
+later one fails at once instead of hanging.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Protocol
 
-from service import fair_cut
-from service.errors import InferenceFailed
+import numpy as np
+
+from service import metrics
+from service.batching import fair_cut
+from service.batching.queue import MemberQueue, Slice
+from service.errors import InferenceFailed, NotReady
 
 log = logging.getLogger(__name__)
 
 
-class Member(Protocol):
-    """What a member's queue (service/batching.py) shows the executor."""
-
-    name: str
-    max_batch_size: int
-    max_delay_s: float
-    accepting: bool
-    can_run_wide: bool
-    running: set[asyncio.Task[None]]
-
-    @property
-    def jobs(self) -> Sequence[fair_cut.Waiting]: ...
-    @property
-    def queued_rows(self) -> int: ...
-    @property
-    def reserved_rows(self) -> int: ...
-    @property
-    def oldest(self) -> float: ...
-    def take(self, now: float) -> list: ...
-    async def run(self, batch: list, pool: Executor, *, wide: bool) -> None: ...
-    def fail_all(self, exc: Exception) -> None: ...
-
-
-class DeviceExecutor:
+class Device:
     """`lanes`: one single-thread executor per slot, a batch in slot i runs on lane i (CUDA: each
     lane's thread owns its sessions, service/cuda.py); without them the slots share a thread pool."""
 
@@ -56,7 +38,7 @@ class DeviceExecutor:
             raise ValueError(f"{slots} slots need {slots} lanes, got {len(lanes)}")
         self.slots, self.name = slots, name
         self.error: Exception | None = None  # set when the dispatch loop crashed
-        self._members: list[Member] = []
+        self._members: list[MemberQueue] = []
         self._free = asyncio.Semaphore(slots)
         self._own_pool = lanes is None
         self._lanes: list[Executor] = (
@@ -67,22 +49,22 @@ class DeviceExecutor:
         self._in_flight = 0
         self._task: asyncio.Task[None] | None = None
 
-    def serves(self, member: Member) -> bool:
+    def serves(self, member: MemberQueue) -> bool:
         return self._task is not None and not self._task.done() and member in self._members
 
-    def attach(self, member: Member) -> None:
+    def attach(self, member: MemberQueue) -> None:
         """Serve `member` from now on; the first attach starts the dispatch loop."""
         if member not in self._members:
             self._members.append(member)
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._dispatch(), name=f"executor-{self.name}")
+            self._task = asyncio.get_running_loop().create_task(self._dispatch(), name=f"device-{self.name}")
             self._task.add_done_callback(self._ended)
 
     def notify(self) -> None:
         """Rows arrived, or a queue stopped accepting: close an open batch window early if full."""
         self._arrived.set()
 
-    async def detach(self, member: Member) -> None:
+    async def detach(self, member: MemberQueue) -> None:
         """Stop serving `member`: its running batches are cancelled; the last detach stops the loop."""
         if member in self._members:
             self._members.remove(member)
@@ -141,12 +123,52 @@ class DeviceExecutor:
             member.running.add(task)
             task.add_done_callback(member.running.discard)
 
-    async def _run(self, member: Member, batch: list, held: int, lane: int) -> None:
+    async def _run(self, member: MemberQueue, batch: list[Slice], held: int, lane: int) -> None:
         self._in_flight += 1
         try:
-            await member.run(batch, self._lanes[lane], wide=held > 1)
+            await self._run_batch(member, batch, self._lanes[lane], wide=held > 1)
         finally:
             self._in_flight -= 1
             self._idle_lanes.append(lane)
             for _ in range(held):
                 self._free.release()
+
+    async def _run_batch(self, member: MemberQueue, batch: list[Slice], lane: Executor, *, wide: bool) -> None:
+        """Run one batch on `lane` and hand its outputs to the queue; only its own requests fail if it raises."""
+        loop = asyncio.get_running_loop()
+        parts = [s.rows for s in batch]
+        rows = sum(len(p) for p in parts)
+        started = time.perf_counter()
+        try:
+            out, stages = await loop.run_in_executor(lane, _call, member, parts, wide)
+            if len(out) != rows:
+                raise RuntimeError(f"run_batch returned {len(out)} outputs for {rows} rows")
+        except asyncio.CancelledError:  # stopped: no caller may hang
+            member.fail(batch, NotReady(f"model {member.name} stopped before the request ran"))
+            raise
+        except Exception as exc:
+            log.exception("batch of %d rows failed on model %s", rows, member.name)
+            metrics.BATCHES.labels(member.name, "error").inc()
+            member.fail(batch, InferenceFailed(f"inference failed on model {member.name}: {type(exc).__name__}"))
+            return
+        elapsed = time.perf_counter() - started
+        if member.cost is not None and not wide:  # the estimate is of one slot's cost
+            member.cost.observe(member.name, rows, elapsed)
+        metrics.INFERENCE_DURATION.labels(member.name).observe(elapsed)
+        metrics.BATCHES.labels(member.name, "ok").inc()
+        metrics.BATCH_ROWS.labels(member.name).observe(rows)
+        metrics.BATCH_FILL.labels(member.name).observe(rows / member.max_batch_size)
+        metrics.EVALUATED_ROWS.labels(member.name).inc(rows)
+        member.deliver(batch, out, stages)
+
+
+def _call(member: MemberQueue, parts: list[np.ndarray], wide: bool) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """In the slot's thread: joining a large batch's rows would stall the event loop."""
+    started = time.perf_counter()
+    rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    joined = time.perf_counter() - started  # counted as copying in
+    run = member.run_wide if wide and member.run_wide is not None else member.run_batch
+    done = run(rows)
+    if isinstance(done, np.ndarray):
+        return done, (joined, 0.0, 0.0)
+    return done.outputs, (joined + done.copy_in_s, done.compute_s, done.copy_out_s)

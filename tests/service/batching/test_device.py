@@ -1,5 +1,5 @@
-"""The device executor (service/executor.py) and the fair cut (service/fair_cut.py): one budget of
-run slots for every member, least-served first across members, a crash fails everything at once.
+"""The device (service/batching/device.py): one budget of run slots for every member, the earliest
+virtual start first across members, a lone batch runs wide, a crash fails everything at once.
 Real threads and events, no sleeps, no timing (a fake clock where a cost must be slow)."""
 
 from __future__ import annotations
@@ -10,67 +10,27 @@ import threading
 import numpy as np
 import pytest
 
-from service import batching, fair_cut
 from service.admission import CostModel
-from service.batching import Batcher
-from service.errors import InferenceFailed, Overloaded, TooCostly
-from service.executor import DeviceExecutor
-from service.scheduling import Scheduler
+from service.batching import Device, Ensemble, MemberQueue
+from service.batching import device as devices
+from service.errors import InferenceFailed
 from tests.service.conftest import Model, rows, run
 
 
-def members(model: Model, executor: DeviceExecutor, names: str = "abc", **kw: object) -> list[Batcher]:
-    batchers = [
-        Batcher(model, name=n, max_batch_size=2, max_delay_s=0.0, max_queue_rows=4096, executor=executor, **kw)
+def members(model: Model, device: Device, names: str = "abc", **kw: object) -> list[MemberQueue]:
+    queues = [
+        MemberQueue(model, device=device, name=n, max_batch_size=2, max_delay_s=0.0, max_queue_rows=4096, **kw)
         for n in names
     ]
-    for b in batchers:
-        b.start()
-    return batchers
-
-
-class _Job:
-    def __init__(self, sent: int, seq: int, waiting: int, enqueued: float = 0.0, row_s: float = 1.0) -> None:
-        self.sent, self.seq, self.waiting, self.enqueued, self.row_s = sent, seq, waiting, enqueued, row_s
-
-
-class _Queue:
-    def __init__(self, *jobs: _Job) -> None:
-        self.jobs = list(jobs)
-
-
-def test_the_cut_serves_the_least_served_then_the_oldest() -> None:
-    big, small = _Job(sent=40, seq=1, waiting=100), _Job(sent=0, seq=3, waiting=1)
-    older = _Job(sent=0, seq=2, waiting=3)
-    assert [(j.seq, n) for j, n in fair_cut.cut([big, small, older], 5)] == [(2, 3), (3, 1), (1, 1)]
-
-
-def test_a_stream_of_small_requests_cannot_starve_an_admitted_larger_one() -> None:
-    # One slot, batches of 2 rows, each row 1 s: two 1-row requests arrive per batch, for ever (the
-    # device's whole capacity). Least-served-first gave every batch to the newcomers.
-    big, clock, seq, jobs = _Job(0, 0, 10), 0.0, 1, []
-    jobs.append(big)
-    while big.waiting and clock < 100:
-        jobs += [_Job(0, seq, 1, enqueued=clock), _Job(0, seq + 1, 1, enqueued=clock)]
-        seq += 2
-        for job, n in fair_cut.cut([j for j in jobs if j.waiting], 2):
-            job.sent, job.waiting = job.sent + n, job.waiting - n
-            clock += n
-    # It shares the device with the newcomers instead of waiting for a gap that never comes.
-    assert big.waiting == 0 and clock <= 2 * 10 + 2
-
-
-def test_the_next_batch_goes_to_the_member_with_the_least_served_request() -> None:
-    busy, fresh, empty = _Queue(_Job(8, 1, 100)), _Queue(_Job(0, 5, 1)), _Queue()
-    assert fair_cut.next_queue([busy, fresh, empty]) is fresh
-    assert fair_cut.next_queue([busy, empty]) is busy
-    assert fair_cut.next_queue([empty]) is None
+    for q in queues:
+        q.start()
+    return queues
 
 
 def test_every_member_shares_the_devices_slots() -> None:
     async def body(loop: asyncio.AbstractEventLoop) -> None:
         model = Model(loop, hold=True)
-        a, b, c = members(model, DeviceExecutor(2))
+        a, b, c = members(model, Device(2))
         futures = [m.submit(rows(100 * i, 2)) for i, m in enumerate((a, b, c))]
         assert {await model.started.get(), await model.started.get()} == {2}
         assert model.started.empty() and len(model.batches) == 2  # two slots, three members: one waits
@@ -86,7 +46,7 @@ def test_every_member_shares_the_devices_slots() -> None:
 def test_a_small_request_on_one_member_overtakes_a_big_one_on_another() -> None:
     async def body(loop: asyncio.AbstractEventLoop) -> None:
         model = Model(loop, hold=True)
-        a, b = members(model, DeviceExecutor(1), "ab")
+        a, b = members(model, Device(1), "ab")
         big = a.submit(rows(0, 1008))
         await model.started.get()  # the big request's first chunk runs on member a
         small = b.submit(rows(5000, 1))
@@ -108,7 +68,7 @@ def test_a_batch_alone_on_the_device_takes_every_slot_and_runs_wide() -> None:
             wide_calls.append(len(r))
             return r * 10
 
-        (a,) = members(model, DeviceExecutor(2), "a", run_wide=wide)
+        (a,) = members(model, Device(2), "a", run_wide=wide)
         assert (await a.submit(rows(3, 1))).outputs.tolist() == [[30]]
         assert wide_calls == [1] and not model.batches
         await a.stop()
@@ -119,7 +79,7 @@ def test_a_batch_alone_on_the_device_takes_every_slot_and_runs_wide() -> None:
 def test_a_crashed_dispatch_loop_fails_pending_and_later_requests_at_once() -> None:
     async def body(loop: asyncio.AbstractEventLoop) -> None:
         model = Model(loop)
-        executor = DeviceExecutor(1)
+        executor = Device(1)
         a, b = members(model, executor, "ab")
         crashed = threading.Event()
 
@@ -143,31 +103,6 @@ def test_a_crashed_dispatch_loop_fails_pending_and_later_requests_at_once() -> N
     run(body)
 
 
-def test_the_scheduler_admits_by_time_and_refuses_the_never_feasible() -> None:
-    async def body(loop: asyncio.AbstractEventLoop) -> None:
-        model = Model(loop, hold=True)
-        cost = CostModel()
-        for name in "ab":
-            cost.seed(name, 1.0)  # a fake cost: one second per row per slot
-        s = Scheduler(members(model, DeviceExecutor(2), "ab"), cost=cost, max_wait_s=5.0)
-        now = loop.time()
-        with pytest.raises(TooCostly, match="about 2.0 s"):
-            s.admit(4, ["a"], deadline=now + 1.0)  # 4 rows on 2 slots: 2 s even when idle
-        held = s.admit(8, ["a", "b"], deadline=None)  # 8 s of work, nothing ahead: admitted
-        assert s.estimate(1, ["a"]).wait_s == pytest.approx(1.0)  # min(8, 1) rows of each member, 2 slots
-        assert s.estimate(8, ["a"]).wait_s == pytest.approx(8.0)
-        with pytest.raises(Overloaded) as refused:
-            s.admit(8, ["a"], deadline=None)  # it would wait 8 s > 5 s
-        assert refused.value.headers["Retry-After"] == "3"
-        small = s.admit(1, ["a"], deadline=None)  # the big one never shuts a small one out
-        held.release()
-        small.release()
-        for b in s.batchers.values():
-            await b.stop()
-
-    run(body)
-
-
 def test_a_slow_first_run_on_each_thread_does_not_make_admission_shed_a_burst(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -175,7 +110,7 @@ def test_a_slow_first_run_on_each_thread_does_not_make_admission_shed_a_burst(
     must not carry it into the estimates of the burst that follows (a moving average shed 117 of 128).
     The batcher's clock is a fake one that a cold run moves 0.3 s forward."""
     clock = [0.0]
-    monkeypatch.setattr(batching.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(devices.time, "perf_counter", lambda: clock[0])
 
     async def body(loop: asyncio.AbstractEventLoop) -> None:
         cold: set[int] = set()
@@ -189,10 +124,10 @@ def test_a_slow_first_run_on_each_thread_does_not_make_admission_shed_a_burst(
 
         cost = CostModel()
         cost.seed("a", 0.0001, fixed_s=0.0004)  # as measured at warm-up, on another thread
-        batcher = Batcher(model, name="a", max_batch_size=64, max_delay_s=0.0, max_queue_rows=4096,
-                          executor=DeviceExecutor(2), cost=cost)
+        batcher = MemberQueue(model, device=Device(2), name="a", max_batch_size=64, max_delay_s=0.0,
+                              max_queue_rows=4096, cost=cost)
         batcher.start()
-        s = Scheduler([batcher], cost=cost, max_wait_s=0.5)
+        s = Ensemble([batcher], cost=cost, max_wait_s=0.5)
         while len(cold) < 2:  # requests two at a time until both slot threads ran cold once
             first = [s.admit(1, ["a"]) for _ in range(2)]
             await asyncio.gather(*(r.run(rows(0, 1), deadline=None) for r in first))

@@ -1,4 +1,4 @@
-"""The batcher's contract (service/batching.py docstring), with real threads and events, no sleeps."""
+"""A member's queue and the contract of service/batching/__init__.py, with real threads and events, no sleeps."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ import asyncio
 import numpy as np
 import pytest
 
-from service.batching import Batcher
+from service.batching import Device, MemberQueue
 from service.errors import DeadlineExceeded, InferenceFailed, NotReady, Overloaded
 from tests.service.conftest import Model, rows, run
 
 
-def batcher(model: Model, **kw: object) -> Batcher:
-    options = {"name": "m", "max_batch_size": 8, "max_delay_s": 60.0, "max_queue_rows": 4096, "concurrency": 1}
+def batcher(model: Model, *, concurrency: int = 1, **kw: object) -> MemberQueue:
+    """A member's queue on a device of its own with `concurrency` run slots."""
+    options = {"name": "m", "max_batch_size": 8, "max_delay_s": 60.0, "max_queue_rows": 4096}
     options.update(kw)
-    b = Batcher(model, **options)
+    b = MemberQueue(model, device=Device(concurrency), **options)
     b.start()
     return b
 
@@ -97,7 +98,8 @@ def test_a_failing_batch_fails_only_its_requests() -> None:
 
 def test_wrong_output_length_fails_the_batch() -> None:
     async def body(loop: asyncio.AbstractEventLoop) -> None:
-        b = Batcher(lambda r: r[:-1], name="m", max_batch_size=4, max_delay_s=0, max_queue_rows=10)
+        b = MemberQueue(lambda r: r[:-1], device=Device(1), name="m", max_batch_size=4, max_delay_s=0,
+                        max_queue_rows=10)
         b.start()
         with pytest.raises(InferenceFailed):
             await b.submit(rows(0, 2))
@@ -181,13 +183,16 @@ def test_stop_resolves_every_future() -> None:
     run(body)
 
 
-@pytest.mark.parametrize(
-    "kw", [{"max_batch_size": 0}, {"max_queue_rows": 0}, {"concurrency": 0}, {"max_delay_s": -1.0}]
-)
+@pytest.mark.parametrize("kw", [{"max_batch_size": 0}, {"max_queue_rows": 0}, {"max_delay_s": -1.0}])
 def test_invalid_settings_are_refused(kw: dict[str, float]) -> None:
-    options = {"name": "m", "max_batch_size": 1, "max_delay_s": 0.0, "max_queue_rows": 1, "concurrency": 1, **kw}
+    options = {"name": "m", "max_batch_size": 1, "max_delay_s": 0.0, "max_queue_rows": 1, **kw}
     with pytest.raises(ValueError):
-        Batcher(lambda r: r, **options)
+        MemberQueue(lambda r: r, device=Device(1), **options)
+
+
+def test_a_device_needs_a_run_slot() -> None:
+    with pytest.raises(ValueError, match="at least one run slot"):
+        Device(0)
 
 
 def test_small_requests_below_capacity_leave_room_for_a_large_one() -> None:

@@ -1,4 +1,4 @@
-"""Scheduler: a request's rows go to each member it asks for, all on one device executor.
+"""The ensemble: a request's rows fanned out to each member it asks for, admitted first.
 
 Admission happens before the images are decoded (`admit`): first by time (service/admission.py:
 the request's estimated wait and completion under the fair cut), then all or none across the
@@ -15,40 +15,44 @@ import numpy as np
 
 from service import admission, metrics
 from service.admission import CostModel, Estimate
-from service.batching import Batcher, Result
+from service.batching.queue import MemberQueue, Result
 from service.errors import BadRequest, Overloaded
 
 
-class Scheduler:
-    def __init__(self, batchers: list[Batcher], *, cost: CostModel | None = None, max_wait_s: float = math.inf) -> None:
-        if not batchers:
-            raise ValueError("a scheduler needs at least one model")
-        self.batchers = {b.name: b for b in batchers}  # ensemble order; the first is the primary
+class Ensemble:
+    """The members' queues, in the paper's ensemble order (the first is the primary)."""
+
+    def __init__(
+        self, queues: list[MemberQueue], *, cost: CostModel | None = None, max_wait_s: float = math.inf
+    ) -> None:
+        if not queues:
+            raise ValueError("an ensemble needs at least one model")
+        self.queues = {q.name: q for q in queues}
         self.cost = cost  # None: admission by the memory caps only
         self.max_wait_s = max_wait_s
 
     @property
     def names(self) -> list[str]:
-        return list(self.batchers)
+        return list(self.queues)
 
     @property
     def failure(self) -> Exception | None:
         """Why no request can ever run again (a device's dispatch loop crashed), or None."""
-        return next((b.executor.error for b in self.batchers.values() if b.executor.error is not None), None)
+        return next((q.device.error for q in self.queues.values() if q.device.error is not None), None)
 
     def members(self, count: int) -> list[str]:
         """The first `count` members, the paper's ensemble order (count 1 = the primary)."""
-        if not 1 <= count <= len(self.batchers):
-            raise BadRequest(f"models must be between 1 and {len(self.batchers)}, got {count}")
+        if not 1 <= count <= len(self.queues):
+            raise BadRequest(f"models must be between 1 and {len(self.queues)}, got {count}")
         return self.names[:count]
 
     def estimate(self, rows: int, members: list[str], *, prepare_s: float = 0.0) -> Estimate:
         """The request's estimated wait and service time, given everything admitted so far;
         `prepare_s`: until its rows are ready (decoding)."""
-        first = self.batchers[members[0]]
-        backlog = [(b.name, left) for b in self.batchers.values() for left in b.backlog()]
+        first = self.queues[members[0]]
+        backlog = [(q.name, left) for q in self.queues.values() for left in q.backlog()]
         return admission.estimate(
-            rows, members, backlog, self.cost or CostModel(), slots=first.executor.slots,
+            rows, members, backlog, self.cost or CostModel(), slots=first.device.slots,
             max_batch_size=first.max_batch_size, prepare_s=prepare_s,
         )
 
@@ -68,15 +72,15 @@ class Scheduler:
         """Admit by time, then reserve room for `rows` in every member's queue, or raise and reserve none."""
         now = asyncio.get_running_loop().time()
         est = self.check(rows, members, deadline=deadline, now=now, prepare_s=prepare_s)
-        batchers = [self.batchers[m] for m in members]
-        full = [b.name for b in batchers if not b.fits(rows)]
+        queues = [self.queues[m] for m in members]
+        full = [q.name for q in queues if not q.fits(rows)]
         if full:
             raise Overloaded(f"queue full for {', '.join(full)}; retry later")
         reservation = Reservation(rows, est, now)
         try:
-            for b in batchers:
-                b.reserve(rows)
-                reservation.batchers.append(b)
+            for q in queues:
+                q.reserve(rows)
+                reservation.queues.append(q)
         except BaseException:  # NotReady from one member (draining): give back the others' room
             reservation.release()
             raise
@@ -86,14 +90,14 @@ class Scheduler:
         return reservation
 
     def start(self) -> None:
-        for b in self.batchers.values():
-            b.start()
+        for q in self.queues.values():
+            q.start()
 
     async def drain(self) -> None:
-        await asyncio.gather(*(b.drain() for b in self.batchers.values()))
+        await asyncio.gather(*(q.drain() for q in self.queues.values()))
 
     async def stop(self) -> None:
-        await asyncio.gather(*(b.stop() for b in self.batchers.values()))
+        await asyncio.gather(*(q.stop() for q in self.queues.values()))
 
 
 class Reservation:
@@ -104,7 +108,7 @@ class Reservation:
         self.rows = rows
         self.estimate = estimate
         self.admitted = admitted  # loop.time() of admission
-        self.batchers: list[Batcher] = []
+        self.queues: list[MemberQueue] = []
 
     def submit(self, rows: np.ndarray, *, deadline: float | None) -> list[asyncio.Future[Result]]:
         """Queue the prepared rows in the held room: one future per member, in member order."""
@@ -112,9 +116,9 @@ class Reservation:
             raise ValueError(f"{self.rows} rows were admitted, {len(rows)} came")
         futures = []
         try:
-            while self.batchers:  # a member that fails to take its rows keeps its room for release()
-                futures.append(self.batchers[0].submit(rows, deadline=deadline, reserved=True))
-                self.batchers.pop(0)
+            while self.queues:  # a member that fails to take its rows keeps its room for release()
+                futures.append(self.queues[0].submit(rows, deadline=deadline, reserved=True))
+                self.queues.pop(0)
         except BaseException:
             for f in futures:
                 f.cancel()
@@ -142,9 +146,9 @@ class Reservation:
             metrics.ESTIMATE_RATIO.observe(actual / self.estimate.completion_s)
 
     def release(self) -> None:
-        for b in self.batchers:
-            b.release(self.rows)
-        self.batchers = []
+        for q in self.queues:
+            q.release(self.rows)
+        self.queues = []
 
     def __enter__(self) -> Reservation:
         return self
