@@ -10,21 +10,9 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
-from service.errors import BadRequest, PayloadTooLarge, ServiceError, UnsupportedMediaType
+from service.errors import BadRequest, BodyTimeout, ClientGone, PayloadTooLarge, UnsupportedMediaType
 
 RAW_TYPES = ("image/", "application/octet-stream")
-
-
-class ClientGone(ServiceError):
-    """The client closed the connection: nobody reads the answer, so nothing more is done."""
-
-    status, code = 499, "client_gone"
-
-
-class BodyTimeout(ServiceError):
-    """The body did not arrive within the request's time (a slow or stalled upload)."""
-
-    status, code = 408, "body_timeout"
 
 
 async def _limited(request: Request, limit: int, idle_s: float | None = None) -> AsyncIterator[bytes]:

@@ -1,4 +1,4 @@
-"""Every failure as JSON `{"error": message, "code": machine code}` with its status (design.md 3.3).
+"""Every failure as JSON `{"error": message, "code": machine code}` with its status (service/errors.py).
 
 No stack traces or file paths reach a client; the log has them, keyed by request id.
 """
@@ -13,35 +13,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from service import metrics
-from service.api.body import BodyTimeout
-from service.errors import (
-    BadRequest,
-    DeadlineExceeded,
-    ImageTooCostly,
-    ImageTooLarge,
-    InvalidImage,
-    Overloaded,
-    PayloadTooLarge,
-    ServiceError,
-    TooCostly,
-    Unauthorized,
-    UnsupportedMediaType,
-)
+from service.errors import ServiceError
 
 log = logging.getLogger(__name__)
-# Why a request was refused before inference: closed label set of googlenet_rejections_total.
-_REASONS = {
-    BadRequest: "bad_input", InvalidImage: "bad_input", UnsupportedMediaType: "bad_input",
-    PayloadTooLarge: "too_large", ImageTooLarge: "too_large", ImageTooCostly: "too_large", Overloaded: "queue_full",
-    DeadlineExceeded: "deadline", BodyTimeout: "deadline", Unauthorized: "unauthorized", TooCostly: "infeasible",
-}
 
 
 def count_rejection(exc: ServiceError) -> None:
     """Count a refusal under its reason and log a server-side failure (HTTP and gRPC alike)."""
-    reason = _REASONS.get(type(exc)) or ("client_gone" if exc.code == "client_gone" else None)
-    if reason:
-        metrics.REJECTIONS.labels(reason).inc()
+    if exc.reason is not None:
+        metrics.REJECTIONS.labels(exc.reason).inc()
     if exc.status >= 500 and exc.status != 503 and exc.status != 504:
         log.error("request failed: %s", exc.message)
 

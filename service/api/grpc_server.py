@@ -25,7 +25,6 @@ from tritonclient.grpc import service_pb2 as pb
 
 from service import logs, metrics
 from service.api import grpc_codec, v2_infer, walks
-from service.api.body import BodyTimeout
 from service.api.errors import count_rejection
 from service.api.grpc_stats import model_statistics
 from service.api.grpc_status import status_code, trailers
@@ -33,7 +32,7 @@ from service.api.grpc_stream import INTERNAL_MESSAGE, Call, serve_stream
 from service.api.middleware import request_id
 from service.api.security import check_token
 from service.api.v2_catalog import EXTENSIONS, SERVER_NAME, Catalog, served_config
-from service.errors import BadRequest, DeadlineExceeded, NotFound, NotReady, ServiceError, Unauthorized
+from service.errors import BadRequest, BodyTimeout, DeadlineExceeded, NotFound, NotReady, ServiceError, Unauthorized
 from service.serving import Serving
 from service.settings import Settings
 

@@ -10,11 +10,11 @@ from fastapi import APIRouter, Query, Request
 
 from service import ladder
 from service.api import walks
-from service.api.body import ClientGone, read_images
+from service.api.body import read_images
 from service.api.deps import Loaded
 from service.api.schemas import ClassifyResponse, ErrorOut, ModelsResponse
 from service.crops import CROP_COUNTS
-from service.errors import BadRequest, DeadlineExceeded
+from service.errors import BadRequest, ClientGone, DeadlineExceeded
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 T = TypeVar("T")

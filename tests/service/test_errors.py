@@ -1,4 +1,4 @@
-"""service/errors.py: the domain errors, each with its HTTP status and machine code."""
+"""service/errors.py: the domain errors, each with its HTTP status, machine code, gRPC code and reason."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ EXPECTED = {
     "Overloaded": (503, "overloaded"),
     "NotReady": (503, "not_ready"),
     "DeadlineExceeded": (504, "deadline_exceeded"),
+    "BodyTimeout": (408, "body_timeout"),
+    "ClientGone": (499, "client_gone"),
 }
 
 
@@ -70,3 +72,14 @@ def test_overloaded_says_when_to_retry() -> None:
 def test_a_message_that_quotes_input_is_truncated() -> None:
     exc = errors.BadRequest("got " + "x" * 100_000)
     assert len(exc.message) == errors.MAX_MESSAGE and exc.message.endswith("...")
+
+
+def test_every_error_names_a_real_grpc_code_and_a_reason_of_the_closed_set() -> None:
+    import grpc  # the api layer's library: the service module only names the codes
+
+    from service.metrics import REJECTION_REASONS
+
+    for cls in errors.errors():
+        assert isinstance(getattr(grpc.StatusCode, cls.grpc), grpc.StatusCode), cls
+        assert cls.reason is None or cls.reason in REJECTION_REASONS, cls
+    assert {c.reason for c in errors.errors()} - {None} == set(REJECTION_REASONS)  # no label left unused

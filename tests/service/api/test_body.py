@@ -9,8 +9,8 @@ import httpx
 import pytest
 from starlette.requests import Request
 
-from service.api.body import BodyTimeout, ClientGone, read_body, read_images
-from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from service.api.body import read_body, read_images
+from service.errors import BadRequest, BodyTimeout, ClientGone, PayloadTooLarge, UnsupportedMediaType
 
 Receive = Callable[[], Awaitable[dict]]
 

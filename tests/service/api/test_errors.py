@@ -17,7 +17,6 @@ from starlette.responses import Response
 
 from service import errors as domain
 from service.api import errors
-from service.api.body import BodyTimeout, ClientGone
 from service.metrics import REJECTION_REASONS
 from tests.conftest import metric, serve
 
@@ -37,8 +36,8 @@ def _body(response: Response) -> dict:
         (domain.BadRequest("x"), "bad_input"), (domain.InvalidImage("x"), "bad_input"),
         (domain.UnsupportedMediaType("x"), "bad_input"), (domain.PayloadTooLarge("x"), "too_large"),
         (domain.ImageTooLarge("x"), "too_large"), (domain.Overloaded("x"), "queue_full"),
-        (domain.DeadlineExceeded("x"), "deadline"), (BodyTimeout("x"), "deadline"),
-        (domain.Unauthorized("x"), "unauthorized"), (ClientGone("x"), "client_gone"),
+        (domain.DeadlineExceeded("x"), "deadline"), (domain.BodyTimeout("x"), "deadline"),
+        (domain.Unauthorized("x"), "unauthorized"), (domain.ClientGone("x"), "client_gone"),
     ],
 )
 def test_a_refusal_is_counted_under_its_reason(exc: domain.ServiceError, reason: str) -> None:
