@@ -25,7 +25,7 @@ from PIL import Image
 from service import ladder, metrics
 from service.adaptive import Walk
 from service.admission import PreprocessCost
-from service.batching import Ensemble, Result
+from service.batching import Ensemble, Reservation, Result
 from service.crops import CROP, CROP_COUNTS, crop_plan, largest_scale
 from service.decode_cost import DecodeLimits
 from service.errors import DeadlineExceeded, InvalidImage, ServiceError
@@ -148,10 +148,17 @@ class Classifier:
             metrics.AUTO_CHOICES.labels(mode.label).inc()
         return mode.crops, chosen(mode)
 
-    def check_room(self, rows: int, members: list[str], *, deadline: float | None) -> None:
-        """Raise now what admission would say of `rows` (a probe: nothing stays held)."""
-        with self.ensemble.admit(rows, members, deadline=deadline):
-            pass
+    def admit(self, images: int, crops: int, members: list[str], *, deadline: float | None) -> Reservation:
+        """Admit `images` x `crops` rows on `members` now, by time then room (service/batching/ensemble.py),
+        before the images are decoded: the reservation is what `probabilities` then runs in."""
+        prepare_s = self.prepare_estimate(images, crops)
+        return self.ensemble.admit(images * crops, members, deadline=deadline, prepare_s=prepare_s)
+
+    def check(self, images: int, crops: int, members: list[str], *, deadline: float | None) -> None:
+        """Raise now what admission by time would say (nothing is held, nothing counted)."""
+        now = asyncio.get_running_loop().time()
+        self.ensemble.check(images * crops, members, deadline=deadline, now=now,
+                            prepare_s=self.prepare_estimate(images, crops))
 
     def _open(
         self, data: bytes, crops: int, failed: threading.Event
@@ -246,19 +253,23 @@ class Classifier:
         return rows, sum(p[1] for p in parts), sum(p[2] for p in parts)
 
     async def probabilities(
-        self, images: list[bytes] | np.ndarray, crops: int, members: list[str], *, deadline: float | None
+        self, images: list[bytes] | np.ndarray, crops: int, members: list[str], *, deadline: float | None,
+        reservation: Reservation | None = None,
     ) -> Probabilities:
         """Encoded images (decoded and cropped here) or ready rows [images, 224, 224, 3] on `members`:
-        mean over each image's crops, then over members.
+        mean over each image's crops, then over members. `reservation`: the request was admitted
+        already (`admit`), else it is admitted here.
 
         Admission comes before decoding: past capacity the request is refused (503), and one that
         could never meet its deadline (422), before it costs any work.
         """
         started = time.perf_counter()
         encoded = not isinstance(images, np.ndarray)
-        prepare_s = self.prepare_estimate(len(images), crops) if encoded else 0.0
         decode_s = crops_s = 0.0
-        with self.ensemble.admit(len(images) * crops, members, deadline=deadline, prepare_s=prepare_s) as admission:
+        if reservation is None:
+            prepare_s = self.prepare_estimate(len(images), crops) if encoded else 0.0
+            reservation = self.ensemble.admit(len(images) * crops, members, deadline=deadline, prepare_s=prepare_s)
+        with reservation as admission:
             if encoded:
                 rows, decode_s, crops_s = await self.prepare(images, crops)
             else:
@@ -272,10 +283,11 @@ class Classifier:
         )
 
     async def classify(
-        self, images: list[bytes], *, crops: int, members: list[str], topk: int, deadline: float | None
+        self, images: list[bytes], *, crops: int, members: list[str], topk: int, deadline: float | None,
+        reservation: Reservation | None = None,
     ) -> Classification:
         started = time.perf_counter()
-        probs = await self.probabilities(images, crops, members, deadline=deadline)
+        probs = await self.probabilities(images, crops, members, deadline=deadline, reservation=reservation)
         timings = {
             "decode": probs.decode_s * 1000,
             "crops": probs.crops_s * 1000,

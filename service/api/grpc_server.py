@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
@@ -24,15 +23,16 @@ from tritonclient.grpc import model_config_pb2
 from tritonclient.grpc import service_pb2 as pb
 
 from service import logs, metrics
-from service.api import grpc_codec, v2_infer, walks
+from service.api import grpc_codec, v2_infer
+from service.api.call import Call
 from service.api.errors import count_rejection
 from service.api.grpc_stats import model_statistics
 from service.api.grpc_status import status_code, trailers
-from service.api.grpc_stream import INTERNAL_MESSAGE, Call, serve_stream
+from service.api.grpc_stream import INTERNAL_MESSAGE, serve_stream
 from service.api.middleware import request_id
 from service.api.security import check_token
 from service.api.v2_catalog import EXTENSIONS, SERVER_NAME, Catalog, served_config
-from service.errors import BadRequest, BodyTimeout, DeadlineExceeded, NotFound, NotReady, ServiceError, Unauthorized
+from service.errors import BadRequest, BodyTimeout, NotFound, NotReady, ServiceError, Unauthorized
 from service.serving import Serving
 from service.settings import Settings
 
@@ -51,7 +51,8 @@ def _rpc(*, probe: bool = False) -> Callable:
 
         @functools.wraps(method)
         async def call(self: InferenceServicer, request: object, context: grpc.aio.ServicerContext) -> object:
-            state, status, started = Call(context=context), "200", time.perf_counter()
+            state, status, started = Call.now(), "200", time.perf_counter()  # the clock starts before parsing
+            state.client_limit_s = context.time_remaining()  # the client's own gRPC deadline, if it set one
             metrics.INFLIGHT_REQUESTS.inc()
             bound = logs.REQUEST_ID.set(request_id(getattr(request, "id", "")))
             try:
@@ -165,33 +166,17 @@ class InferenceServicer:
         """One inference: the checks of v2_infer, then the classifier, within the request's time."""
         settings, classifier = self.settings, self.classifier
         model = self._catalog().resolve(request.model_name, request.model_version)
-        parsed = grpc_codec.parse_infer(request)
-        remaining_s = call.context.time_remaining() if call.context is not None else None  # the gRPC deadline
+        # Off the event loop, as over HTTP: a 20 MiB message's tensors take a while to build.
+        parsed = await asyncio.to_thread(grpc_codec.parse_infer, request)
         work = v2_infer.plan(
             parsed, model, classifier=classifier, max_images=settings.max_images_per_request,
-            timeout_s=min(settings.request_timeout_ms / 1000, remaining_s if remaining_s is not None else math.inf),
-            start=asyncio.get_running_loop().time(), partial_margin_s=settings.partial_margin_ms / 1000,
+            timeout_s=settings.request_timeout_ms / 1000, call=call, partial_margin_s=settings.partial_margin_ms / 1000,
         )
-        call.mode = work.mode
-        if work.walks:
-            walk = v2_infer.walk(work, classifier, self.serving.repository.stopping)
-            walked = await walks.answer(walk, self._in_time(walk.run(), work))
-            values, parameters = walked.values, walks.parameters(walked)
-        else:
-            answer = classifier.probabilities(work.images, work.crops, work.members, deadline=work.deadline)
-            result = await self._in_time(answer, work)
-            values, parameters = result.values, work.parameters
+        call.still_in_time()
+        values, parameters = await v2_infer.run(work, classifier, self.serving.repository.stopping, call)
         probabilities = values.astype(np.float32, copy=False)
         outputs = v2_infer.outputs(work, probabilities, classifier.labels)
         return grpc_codec.encode_infer(model.name, model.version, parsed.id, outputs, parameters)
-
-    @staticmethod
-    async def _in_time(work: Awaitable[T], plan: v2_infer.InferPlan) -> T:
-        """`work`, cancelled when the request's deadline (loop time) passes: then a 504."""
-        try:
-            return await asyncio.wait_for(work, max(0.0, plan.deadline - asyncio.get_running_loop().time()))
-        except TimeoutError:
-            raise DeadlineExceeded(f"the request's deadline of {plan.budget_s * 1000:g} ms passed") from None
 
     async def ModelStreamInfer(
         self, requests: AsyncIterator[object], context: grpc.aio.ServicerContext

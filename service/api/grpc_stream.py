@@ -10,7 +10,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import grpc
@@ -18,6 +17,7 @@ from tritonclient.grpc import service_pb2 as pb
 
 from service import logs, metrics
 from service.api import grpc_codec
+from service.api.call import Call
 from service.api.errors import count_rejection
 from service.api.grpc_status import status_code
 from service.api.middleware import request_id
@@ -34,16 +34,8 @@ ROUTE = "/inference.GRPCInferenceService/ModelStreamInfer"
 INTERNAL_MESSAGE = "internal error; see the server log for this request id"
 
 
-@dataclass
-class Call:
-    """One request's bookkeeping between the RPC wrapper and the handler."""
-
-    context: grpc.aio.ServicerContext | None = None  # None on a stream: the stream's deadline is not the request's
-    mode: str = "none"  # the bounded `mode` label, set once the request is checked
-
-
 async def _one(servicer: InferenceServicer, request: object) -> pb.ModelStreamInferResponse:
-    call, status, started = Call(), "200", time.perf_counter()
+    call, status, started = Call.now(), "200", time.perf_counter()  # the stream's deadline is not the request's
     metrics.INFLIGHT_REQUESTS.inc()
     bound = logs.REQUEST_ID.set(request_id(getattr(request, "id", "")))
     try:

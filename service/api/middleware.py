@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -11,6 +10,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import logs, metrics
+from service.api.call import Call
 
 log = logging.getLogger("service.access")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -33,8 +33,8 @@ class RequestContext:
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         rid = request_id(incoming)
         state = scope.setdefault("state", {})
-        state["request_id"], state["mode"] = rid, "none"
-        state["arrived"] = asyncio.get_running_loop().time()  # the one clock every deadline runs on
+        call = state["call"] = Call.now()  # the request's life (service/api/call.py) starts at arrival
+        state["request_id"] = rid
         status, started = 500, time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
@@ -55,7 +55,8 @@ class RequestContext:
             metrics.INFLIGHT_REQUESTS.dec()
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")  # the template: bounded labels
-            mode = state["mode"]
+            call.release()  # an early admission the request never used
+            mode = call.mode
             metrics.REQUESTS.labels(route, str(status), mode).inc()
             metrics.REQUEST_DURATION.labels(route, mode).observe(elapsed)
             log.info(

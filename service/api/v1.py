@@ -1,62 +1,28 @@
-"""The /v1 API: classify images, list the models (design.md 3.3)."""
+"""The /v1 API: classify images, list the models (docs/architecture.md, README "Classify")."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
 from service import ladder
 from service.api import walks
 from service.api.body import read_images
+from service.api.call import Call
 from service.api.deps import Loaded
 from service.api.schemas import ClassifyResponse, ErrorOut, ModelsResponse
 from service.crops import CROP_COUNTS
-from service.errors import BadRequest, ClientGone, DeadlineExceeded
+from service.errors import BadRequest
 
 router = APIRouter(prefix="/v1", tags=["v1"])
-T = TypeVar("T")
 _ERRORS = {s: {"model": ErrorOut} for s in (400, 401, 408, 413, 415, 422, 500, 503, 504)}
 
 
-async def _until_disconnected(request: Request) -> None:
+async def until_disconnected(request: Request) -> None:
+    """Finishes when the HTTP client goes away: what `Call.run` watches to drop a request nobody reads."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
-
-
-async def run_for_client(request: Request, work: Awaitable[T], deadline: float, budget_s: float) -> T:
-    """Await `work`, but cancel it (dropping its queued rows) when the client leaves, the deadline
-    (loop time) passes, or the handler itself is cancelled (uvicorn's grace period ended)."""
-    task, watch = asyncio.ensure_future(work), asyncio.ensure_future(_until_disconnected(request))
-    timeout_s = max(0.0, deadline - asyncio.get_running_loop().time())
-    try:
-        done, _ = await asyncio.wait({task, watch}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:  # nobody will read the answer: its admission must not outlive us
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        raise
-    finally:
-        watch.cancel()
-    if task in done:
-        return task.result()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    if watch in done:
-        raise ClientGone("the client disconnected")
-    raise DeadlineExceeded(f"the request's deadline of {budget_s * 1000:g} ms passed")
-
-
-def arrival(request: Request) -> float:
-    """When the request reached the app, on the loop's clock: both protocols' deadlines start here."""
-    return request.state.arrived
-
-
-def still_in_time(deadline: float, budget_s: float) -> None:
-    """504 once the deadline has passed (a slow upload or parse spent it), before admission sees it."""
-    if asyncio.get_running_loop().time() >= deadline:
-        raise DeadlineExceeded(f"the request's deadline of {budget_s * 1000:g} ms passed before it was queued")
 
 
 def _crops(value: str) -> int | None:
@@ -101,7 +67,7 @@ async def classify(
     )] = False,
 ) -> ClassifyResponse:
     """Classify one image (raw body) or several (multipart fields named `image`)."""
-    settings, classifier = serving.settings, serving.classifier
+    settings, classifier, call = serving.settings, serving.classifier, _call(request)
     crop_count, use_all = _crops(crops), _ensemble(ensemble)
     adaptive_crops, adaptive_models = crops == walks.ADAPTIVE, models is None and ensemble.lower() == walks.ADAPTIVE
     adaptive = walks.check_choices(crops, ensemble.lower() if models is None else None)
@@ -109,31 +75,34 @@ async def classify(
     members = classifier.members(count or 1)
     auto = not adaptive and (crop_count is None or count is None)
     if not auto:  # an auto request gets its mode label once the rung is chosen
-        request.state.mode = walks.ADAPTIVE if adaptive else f"{crop_count}x{len(members)}"
-    budget_s = min(deadline_ms or settings.request_timeout_ms, settings.request_timeout_ms) / 1000
-    deadline = arrival(request) + budget_s
+        call.mode = walks.ADAPTIVE if adaptive else f"{crop_count}x{len(members)}"
+    call.limit(deadline_ms / 1000 if deadline_ms else None, settings.request_timeout_ms / 1000)
     if partial:  # answered a little early, so that the answer itself arrives in time
-        deadline = walks.cut(deadline, budget_s, settings.partial_margin_ms / 1000)
+        call.deadline = walks.cut(call.deadline, call.budget_s, settings.partial_margin_ms / 1000)
+    walking = adaptive or partial
     if not auto and not request.headers.get("content-type", "").lower().startswith("multipart/"):
-        room = (crop_count, members)
-        if adaptive or partial:  # a walk is admitted on its first rung's cost
+        # One image: admitted before it is read, once. A walk admits each rung as it climbs, so its
+        # first rung is only checked here (refused now rather than after the upload).
+        if walking:
             first = ladder.climb(crops=crop_count, models=count, members=len(classifier.names), anytime=partial)[0]
-            room = (first.crops, classifier.members(first.models))
-        classifier.check_room(*room, deadline=deadline)  # one image: refused before it is read
+            classifier.check(1, first.crops, classifier.members(first.models), deadline=call.deadline)
+        else:
+            call.reservation = classifier.admit(1, crop_count, members, deadline=call.deadline)
     images = await read_images(  # a stalled upload is cut at the server's bound, not the client's deadline
         request, limit=settings.max_body_bytes, max_images=settings.max_images_per_request,
         timeout_s=settings.request_timeout_ms / 1000, idle_s=settings.body_read_timeout_ms / 1000,
     )
-    still_in_time(deadline, budget_s)
+    call.still_in_time()
     if auto:
-        crop_count, members = classifier.choose(len(images), crops=crop_count, models=count, deadline=deadline)
-        request.state.mode = f"{crop_count}x{len(members)}"
-    if adaptive or partial:
+        crop_count, members = classifier.choose(len(images), crops=crop_count, models=count, deadline=call.deadline)
+        call.mode = f"{crop_count}x{len(members)}"
+    gone = until_disconnected(request)
+    if walking:
         walk = classifier.walk(
             images, crops=None if adaptive_crops else crop_count, models=None if adaptive_models else len(members),
-            adaptive=adaptive, partial=partial, deadline=deadline, rule=serving.repository.stopping,
+            adaptive=adaptive, partial=partial, deadline=call.deadline, rule=serving.repository.stopping,
         )
-        answer = await walks.answer(walk, run_for_client(request, walk.run(), deadline, budget_s))
+        answer = await walks.answer(walk, call.run(walk.run(), gone=gone))
         per_image = walks.results(answer, topk, classifier.labels)
         return ClassifyResponse(
             model=serving.repository.name, members=answer.members, crops=answer.crops,
@@ -141,11 +110,10 @@ async def classify(
             trained=serving.trained(answer.members), predictions=per_image[0]["predictions"], results=per_image,
             timings_ms=answer.timings_ms, request_id=request.state.request_id,
         )
-    result = await run_for_client(
-        request,
-        classifier.classify(images, crops=crop_count, members=members, topk=topk, deadline=deadline),
-        deadline, budget_s,
+    work = classifier.classify(
+        images, crops=crop_count, members=members, topk=topk, deadline=call.deadline, reservation=call.reservation
     )
+    result = await call.run(work, gone=gone)
     per_image = [{"predictions": [p.__dict__ for p in preds]} for preds in result.predictions]
     return ClassifyResponse(
         model=serving.repository.name,
@@ -159,6 +127,10 @@ async def classify(
         timings_ms=result.timings_ms,
         request_id=request.state.request_id,
     )
+
+
+def _call(request: Request) -> Call:
+    return request.state.call
 
 
 @router.get("/models", response_model=ModelsResponse)

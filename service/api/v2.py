@@ -15,11 +15,12 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from service.api import v2_infer, walks
+from service.api import v2_infer
 from service.api.body import read_body
+from service.api.call import Call
 from service.api.deps import Ready
 from service.api.health import failed
-from service.api.v1 import arrival, run_for_client, still_in_time
+from service.api.v1 import until_disconnected
 from service.api.v2_catalog import EXTENSIONS, SERVER_NAME, Catalog, V2Model, served_config
 from service.api.v2_codec import InferenceRequest, encode_response, parse_request, raw_request
 from service.contract import INPUT_NAME
@@ -127,21 +128,14 @@ async def infer(
             _parse, body, encoding, request.headers.get(HEADER_LENGTH), model,
             settings.max_body_bytes, settings.max_images_per_request,
         )
+        call: Call = request.state.call
         work = v2_infer.plan(
             parsed, model, classifier=classifier, max_images=settings.max_images_per_request,
-            timeout_s=settings.request_timeout_ms / 1000, start=arrival(request),
-            partial_margin_s=settings.partial_margin_ms / 1000,
+            timeout_s=settings.request_timeout_ms / 1000, call=call, partial_margin_s=settings.partial_margin_ms / 1000,
         )
-        request.state.mode = work.mode
-        still_in_time(work.deadline, work.budget_s)
-        if work.walks:
-            walk = v2_infer.walk(work, classifier, serving.repository.stopping)
-            walked = await walks.answer(walk, run_for_client(request, walk.run(), work.deadline, work.budget_s))
-            values, parameters = walked.values, walks.parameters(walked)
-        else:
-            answer = classifier.probabilities(work.images, work.crops, work.members, deadline=work.deadline)
-            result = await run_for_client(request, answer, work.deadline, work.budget_s)
-            values, parameters = result.values, work.parameters
+        call.still_in_time()
+        values, parameters = await v2_infer.run(work, classifier, serving.repository.stopping, call,
+                                                gone=until_disconnected(request))
     probabilities = values.astype(np.float32, copy=False)
     outputs = v2_infer.outputs(work, probabilities, classifier.labels)
     content, header_length = encode_response(model.name, model.version, parsed.id, outputs, parameters)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from service.adaptive import Walk
 from service.api import walks
+from service.api.call import Call
 from service.api.v2_catalog import TENSOR_SUFFIX, V2Model
 from service.api.v2_codec import InferenceRequest, InputCheck, RequestedOutput, Tensor
 from service.classifier import Classifier
@@ -132,11 +134,11 @@ def _requested(parsed: InferenceRequest) -> list[RequestedOutput]:
 
 def plan(
     parsed: InferenceRequest, model: V2Model, *, classifier: Classifier, max_images: int, timeout_s: float,
-    start: float, partial_margin_s: float = 0.0,
+    call: Call, partial_margin_s: float = 0.0,
 ) -> InferPlan:
     """Check the request's parameters, input and outputs against `model` (docs/protocol-v2.md,
     "Request parameters"), and settle crops/models "auto" on the Table 3 ladder (service/ladder.py).
-    `timeout_s` is the server's bound on any request, `start` the loop time its clock starts at."""
+    `timeout_s` is the server's bound on any request; `call` gets its deadline and mode label."""
     params = parsed.parameters
     crops = _int_parameter(params, "crops", 1, auto=True)
     choices = (walks.AUTO, walks.ADAPTIVE)
@@ -157,7 +159,8 @@ def plan(
     if timeout_us is not None and timeout_us <= 0:
         raise BadRequest("parameter timeout must be a positive number of microseconds")
     # A timeout past any server bound is the bound (10**400 us would overflow a float).
-    budget_s = min(timeout_us / 1e6 if timeout_us and timeout_us < 10**15 else float("inf"), timeout_s)
+    call.limit(timeout_us / 1e6 if timeout_us and timeout_us < 10**15 else None, timeout_s)
+    budget_s, start = call.budget_s, call.arrived
     image = _image(parsed, model, max_images)
     images = _encoded_images(image) if model.encoded else image.data
     fixed = None if model.ensemble else list(model.members)
@@ -166,10 +169,12 @@ def plan(
         deadline = walks.cut(deadline, budget_s, partial_margin_s)
     if adaptive:
         members = fixed or classifier.members(len(model.members) if count in (None, walks.ADAPTIVE) else count)
-        return InferPlan(
+        planned = InferPlan(
             model, images, max(CROP_COUNTS) if crops == walks.ADAPTIVE else crops, members, budget_s, deadline,
             False, _requested(parsed), crops == walks.ADAPTIVE, count == walks.ADAPTIVE, partial,
         )
+        call.deadline, call.mode = deadline, planned.mode
+        return planned
     auto = crops == "auto" or count == "auto"
     if auto:
         crops, members = classifier.choose(
@@ -178,7 +183,22 @@ def plan(
         )
     else:
         members = fixed or classifier.members(count or len(model.members))
-    return InferPlan(model, images, crops, members, budget_s, deadline, auto, _requested(parsed), partial=partial)
+    planned = InferPlan(model, images, crops, members, budget_s, deadline, auto, _requested(parsed), partial=partial)
+    call.deadline, call.mode = deadline, planned.mode
+    return planned
+
+
+async def run(
+    plan: InferPlan, classifier: Classifier, rule: StoppingRule, call: Call, *, gone: Awaitable[object] | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Run a checked request within its call's time: (probabilities [N, classes], response parameters)."""
+    if plan.walks:
+        walking = walk(plan, classifier, rule)
+        answer = await walks.answer(walking, call.run(walking.run(), gone=gone))
+        return answer.values, walks.parameters(answer)
+    result = await call.run(classifier.probabilities(plan.images, plan.crops, plan.members, deadline=plan.deadline),
+                            gone=gone)
+    return result.values, plan.parameters
 
 
 def walk(plan: InferPlan, classifier: Classifier, rule: StoppingRule) -> Walk:

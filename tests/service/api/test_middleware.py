@@ -69,8 +69,9 @@ def test_the_response_carries_the_clients_id_and_the_state_has_it() -> None:
     call = Call(PlainTextResponse("ok"), [(b"x-request-id", b"abc-123")])
     assert call.headers[b"x-request-id"] == b"abc-123"
     state = dict(call.scope["state"])
-    assert isinstance(state.pop("arrived"), float)  # the loop time every deadline starts from (issue 12)
-    assert state == {"request_id": "abc-123", "mode": "none"}
+    life = state.pop("call")  # the request's life (service/api/call.py) starts at arrival
+    assert isinstance(life.arrived, float) and life.mode == "none" and life.reservation is None
+    assert state == {"request_id": "abc-123"}
 
 
 def test_an_unsafe_id_is_not_echoed() -> None:
@@ -96,7 +97,8 @@ def test_requests_are_counted_by_route_template_status_and_mode() -> None:
     route = Route("/items/{item}", PlainTextResponse("ok"))
 
     async def inner(scope: Scope, receive: Receive, send: Send) -> None:
-        scope["route"], scope["state"]["mode"] = route, "10x3"
+        scope["route"] = route
+        scope["state"]["call"].mode = "10x3"  # what a handler sets once the request is checked
         await PlainTextResponse("made", status_code=201)(scope, receive, send)
 
     before = _requests("/items/{item}", "201", "10x3")

@@ -185,3 +185,20 @@ def test_crops_auto_and_ensemble_auto_say_what_they_chose(server: LiveServer) ->
         text = client.get("/metrics").text
     assert 'googlenet_auto_choices_total{mode="144x3"}' in text
     assert 'googlenet_requests_total{mode="144x3",route="/v1/classify",status="200"}' in text
+
+
+@pytest.mark.parametrize("multipart", [False, True])
+def test_a_request_is_admitted_and_counted_once(server: LiveServer, multipart: bool) -> None:
+    """A raw image is admitted before its body is read and that admission is used: the estimate
+    histograms count each request once whether or not it was admitted early."""
+    names = ("googlenet_estimated_wait_seconds_count", "googlenet_estimated_completion_seconds_count",
+             "googlenet_completion_estimate_ratio_count")
+    before = [metric(server.url, n) for n in names]
+    with server.client() as client:
+        if multipart:
+            answer = client.post("/v1/classify", files=[("image", ("a.jpg", make_image(), "image/jpeg"))])
+        else:
+            answer = classify(client, make_image())
+    assert answer.status_code == 200
+    assert [metric(server.url, n) - b for n, b in zip(names, before, strict=True)] == [1, 1, 1]
+    assert metric(server.url, "googlenet_queue_rows") == 0  # nothing left reserved

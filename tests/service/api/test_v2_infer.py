@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from service.api import call as life
 from service.api import v2_infer
 from service.api.v2_catalog import Catalog
 from service.api.v2_codec import InferenceRequest, RequestedOutput, Tensor
@@ -57,7 +58,8 @@ def plan(serving: Serving, catalog: Catalog) -> Plan:
         request = InferenceRequest(list(inputs), outputs, parameters)  # type: ignore[arg-type]
         model = catalog.resolve(name)
         return v2_infer.plan(
-            request, model, classifier=serving.classifier, max_images=max_images, timeout_s=timeout_s, start=start
+            request, model, classifier=serving.classifier, max_images=max_images, timeout_s=timeout_s,
+            call=life.Call(start),
         )
 
     return check
