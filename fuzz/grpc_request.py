@@ -1,4 +1,4 @@
-"""Fuzz target: gRPC ModelInferRequest bytes -> tensors (service/api/grpc_codec.py), the path a
+"""Fuzz target: gRPC ModelInferRequest bytes -> tensors (service/api/grpc/codec.py), the path a
 ModelInfer or ModelStreamInfer message takes before any model runs. A message that does not parse
 must come out as MALFORMED (the servicer's INVALID_ARGUMENT), never as an exception."""
 
@@ -9,7 +9,7 @@ import atheris
 with atheris.instrument_imports(include=["service"]):
     from tritonclient.grpc import service_pb2 as pb
 
-    from service.api import grpc_codec
+    from service.api.grpc import codec as grpc_codec
 
 from fuzz.harness import fuzz, refused_by_the_service
 

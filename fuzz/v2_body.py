@@ -1,5 +1,5 @@
 """Fuzz target: Open Inference Protocol bodies (JSON, binary tensor data, raw binary) -> tensors
-(service/api/v2_codec.py). The first byte picks how Inference-Header-Content-Length is set; mode 3
+(service/api/v2/codec.py). The first byte picks how Inference-Header-Content-Length is set; mode 3
 parses against a model (shapes and batch checked before any data, JSON values bounded), and what
 it accepts must hold what that model takes."""
 
@@ -11,8 +11,9 @@ import struct
 import atheris
 
 with atheris.instrument_imports(include=["service"]):
-    from service.api import v2_codec, v2_infer
-    from service.api.v2_catalog import V2Model
+    from service.api.v2 import codec as v2_codec
+    from service.api.v2 import infer as v2_infer
+    from service.api.v2.catalog import V2Model
 
 from fuzz.harness import fuzz, refused_by_the_service
 

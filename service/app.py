@@ -12,8 +12,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import gpu, logs
-from service.api import errors, grpc_server, health, inflight, middleware, security, v1, v2, web
-from service.api.v2 import catalog
+from service.api import errors, health, inflight, middleware, security, v1, web
+from service.api.grpc import server as grpc_server
+from service.api.v2 import routes as v2
+from service.api.v2.routes import catalog
 from service.serving import Serving, open_serving
 from service.settings import Settings
 

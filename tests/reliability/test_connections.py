@@ -1,5 +1,5 @@
 """Slow, idle and oversized clients on the real `python -m service` (HTTP: service/api/connection.py,
-body reads: service/api/body.py, gRPC: grpc's options in service/api/grpc_server.py), and the input
+body reads: service/api/body.py, gRPC: grpc's options in service/api/grpc/server.py), and the input
 that used to reach a 500, a label value or a page without its headers. Short limits keep it bounded;
 no assertion is on a duration."""
 

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from service import runtime
-from service.api import v2_codec
+from service.api.v2 import codec as v2_codec
 from service.serving import open_serving
 from service.settings import Settings
 from tests.conftest import LiveServer, serve

@@ -18,8 +18,8 @@ import numpy as np
 from service.adaptive import Walk
 from service.api import walks
 from service.api.call import Call
-from service.api.v2_catalog import TENSOR_SUFFIX, V2Model
-from service.api.v2_codec import InferenceRequest, InputCheck, RequestedOutput, Tensor
+from service.api.v2.catalog import TENSOR_SUFFIX, V2Model
+from service.api.v2.codec import InferenceRequest, InputCheck, RequestedOutput, Tensor
 from service.classifier import Classifier
 from service.contract import INPUT_NAME, OUTPUT_NAME
 from service.crops import CROP_COUNTS

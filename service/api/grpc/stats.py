@@ -11,7 +11,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from tritonclient.grpc import service_pb2 as pb
 
 from service import metrics
-from service.api.v2_catalog import V2Model
+from service.api.v2.catalog import V2Model
 from service.repository import Repository
 
 _REPORTED = (metrics.EVALUATED_ROWS, metrics.BATCHES, metrics.QUEUE_WAIT, metrics.INFERENCE_DURATION)

@@ -1,4 +1,4 @@
-"""service/api/v2_catalog.py: the v2 models of a repository, their metadata and Triton-shaped configs."""
+"""service/api/v2/catalog.py: the v2 models of a repository, their metadata and Triton-shaped configs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from service.api.v2_catalog import ENSEMBLE_VERSION, Catalog, V2Model
+from service.api.v2.catalog import ENSEMBLE_VERSION, Catalog, V2Model
 from service.errors import NotFound
 from service.repository import load_repository
 from tests.tiny_models import write_repository

@@ -1,4 +1,4 @@
-"""service/api/grpc_stats.py: ModelStatistics per repository member, from the service's own metrics."""
+"""service/api/grpc/stats.py: ModelStatistics per repository member, from the service's own metrics."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from service import metrics
-from service.api.grpc_stats import model_statistics
-from service.api.v2_catalog import Catalog
+from service.api.grpc.stats import model_statistics
+from service.api.v2.catalog import Catalog
 from service.repository import ModelEntry, Repository
 
 # Names of their own: the metrics are process-wide and other tests run models too.

@@ -1,10 +1,10 @@
-"""The service's errors as Triton's gRPC status codes (service/api/grpc_status.py)."""
+"""The service's errors as Triton's gRPC status codes (service/api/grpc/status.py)."""
 
 from __future__ import annotations
 
 import grpc
 
-from service.api.grpc_status import status_code, trailers
+from service.api.grpc.status import status_code, trailers
 from service.errors import (
     BadRequest,
     DeadlineExceeded,

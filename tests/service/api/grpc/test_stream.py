@@ -1,4 +1,4 @@
-"""service/api/grpc_stream.py: the requests of one ModelStreamInfer stream run concurrently, each
+"""service/api/grpc/stream.py: the requests of one ModelStreamInfer stream run concurrently, each
 answered with its id; an error ends only its own request."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
-from service.api.grpc_stream import ROUTE
+from service.api.grpc.stream import ROUTE
 from tests.conftest import LiveServer, free_port, make_image, serve
 from tests.tiny_models import write_repository
 

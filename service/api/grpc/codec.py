@@ -1,4 +1,4 @@
-"""Open Inference Protocol gRPC messages <-> the tensors of v2_codec: ModelInferRequest in,
+"""Open Inference Protocol gRPC messages <-> the tensors of service/api/v2/codec.py: ModelInferRequest in,
 ModelInferResponse out.
 
 Pure functions of protobuf messages (no server, no models), so they can be fuzzed: every malformed
@@ -16,7 +16,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 from tritonclient.grpc import service_pb2 as pb
 
-from service.api.v2_codec import (
+from service.api.v2.codec import (
     DTYPES,
     InferenceRequest,
     Parameters,

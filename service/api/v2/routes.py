@@ -15,14 +15,14 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from service.api import v2_infer
 from service.api.body import read_body
 from service.api.call import Call
 from service.api.deps import Ready
 from service.api.health import failed
 from service.api.v1 import until_disconnected
-from service.api.v2_catalog import EXTENSIONS, SERVER_NAME, Catalog, V2Model, served_config
-from service.api.v2_codec import InferenceRequest, encode_response, parse_request, raw_request
+from service.api.v2 import infer as v2_infer
+from service.api.v2.catalog import EXTENSIONS, SERVER_NAME, Catalog, V2Model, served_config
+from service.api.v2.codec import InferenceRequest, encode_response, parse_request, raw_request
 from service.contract import INPUT_NAME
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from service.serving import Serving

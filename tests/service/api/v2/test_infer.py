@@ -1,4 +1,4 @@
-"""service/api/v2_infer.py: a v2 request checked against its model before any inference, and its outputs."""
+"""service/api/v2/infer.py: a v2 request checked against its model before any inference, and its outputs."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from service.api import call as life
-from service.api import v2_infer
-from service.api.v2_catalog import Catalog
-from service.api.v2_codec import InferenceRequest, RequestedOutput, Tensor
+from service.api.v2 import infer as v2_infer
+from service.api.v2.catalog import Catalog
+from service.api.v2.codec import InferenceRequest, RequestedOutput, Tensor
 from service.errors import BadRequest
 from service.serving import Serving, open_serving
 from service.settings import Settings

@@ -23,15 +23,16 @@ from tritonclient.grpc import model_config_pb2
 from tritonclient.grpc import service_pb2 as pb
 
 from service import logs, metrics
-from service.api import grpc_codec, v2_infer
 from service.api.call import Call
 from service.api.errors import count_rejection
-from service.api.grpc_stats import model_statistics
-from service.api.grpc_status import status_code, trailers
-from service.api.grpc_stream import INTERNAL_MESSAGE, serve_stream
+from service.api.grpc import codec as grpc_codec
+from service.api.grpc.stats import model_statistics
+from service.api.grpc.status import status_code, trailers
+from service.api.grpc.stream import INTERNAL_MESSAGE, serve_stream
 from service.api.middleware import request_id
 from service.api.security import check_token
-from service.api.v2_catalog import EXTENSIONS, SERVER_NAME, Catalog, served_config
+from service.api.v2 import infer as v2_infer
+from service.api.v2.catalog import EXTENSIONS, SERVER_NAME, Catalog, served_config
 from service.errors import BadRequest, BodyTimeout, NotFound, NotReady, ServiceError, Unauthorized
 from service.serving import Serving
 from service.settings import Settings
@@ -163,7 +164,7 @@ class InferenceServicer:
         return await self.infer(request, call)
 
     async def infer(self, request: pb.ModelInferRequest, call: Call) -> pb.ModelInferResponse:
-        """One inference: the checks of v2_infer, then the classifier, within the request's time."""
+        """One inference: the checks of service/api/v2/infer.py, then the classifier, within the request's time."""
         settings, classifier = self.settings, self.classifier
         model = self._catalog().resolve(request.model_name, request.model_version)
         # Off the event loop, as over HTTP: a 20 MiB message's tensors take a while to build.

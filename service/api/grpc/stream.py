@@ -16,16 +16,16 @@ import grpc
 from tritonclient.grpc import service_pb2 as pb
 
 from service import logs, metrics
-from service.api import grpc_codec
 from service.api.call import Call
 from service.api.errors import count_rejection
-from service.api.grpc_status import status_code
+from service.api.grpc import codec as grpc_codec
+from service.api.grpc.status import status_code
 from service.api.middleware import request_id
-from service.api.v2_codec import MAX_ID_CHARS
+from service.api.v2.codec import MAX_ID_CHARS
 from service.errors import BadRequest, ServiceError
 
 if TYPE_CHECKING:
-    from service.api.grpc_server import InferenceServicer
+    from service.api.grpc.server import InferenceServicer
 
 log = logging.getLogger("service.grpc")
 ROUTE = "/inference.GRPCInferenceService/ModelStreamInfer"

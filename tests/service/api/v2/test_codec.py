@@ -1,4 +1,4 @@
-"""The v2 codec on its own (service/api/v2_codec.py): parsing, encoding, fuzzing."""
+"""The v2 codec on its own (service/api/v2/codec.py): parsing, encoding, fuzzing."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tritonclient.http import InferResult
 
-from service.api.v2_codec import InferenceRequest, Tensor, encode_response, parse_request, raw_request
+from service.api.v2.codec import InferenceRequest, Tensor, encode_response, parse_request, raw_request
 from service.errors import BadRequest
-from tests.service.api.v2_bodies import HEADER, binary_body, element
+from tests.service.api.v2.bodies import HEADER, binary_body, element
 
 
 def test_binary_inputs_of_every_kind_parse_back_to_the_same_tensors() -> None:

@@ -1,4 +1,4 @@
-"""The v2 endpoints against the real server (service/api/v2.py): metadata, health, inference."""
+"""The v2 endpoints against the real server (service/api/v2/routes.py): metadata, health, inference."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from tritonclient.http import InferResult
 
 from tests.conftest import LiveServer, make_image, onnx_probabilities, serve
-from tests.service.api.v2_bodies import HEADER, binary_body, element, image_request
+from tests.service.api.v2.bodies import HEADER, binary_body, element, image_request
 
 
 def test_server_metadata_and_health(server: LiveServer) -> None:

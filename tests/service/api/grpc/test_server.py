@@ -1,4 +1,4 @@
-"""The gRPC server live (service/api/grpc_server.py): one batch for gRPC and HTTP rows, UNAVAILABLE
+"""The gRPC server live (service/api/grpc/server.py): one batch for gRPC and HTTP rows, UNAVAILABLE
 with retry info when the queue is full, request metrics, and the drain of in-flight calls at shutdown."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""gRPC message decoding on its own (service/api/grpc_codec.py)."""
+"""gRPC message decoding on its own (service/api/grpc/codec.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2 as pb
 
-from service.api import grpc_codec
+from service.api.grpc import codec as grpc_codec
 from service.errors import (
     BadRequest,
 )
