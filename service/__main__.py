@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             access_log=False, timeout_graceful_shutdown=settings.shutdown_grace_s,
+                            log_config=None,  # uvicorn's own lines go through logs.configure's JSON handler
                             # slow and idle clients are cut (service/api/connection.py)
                             http=connection.protocol(connection.ConnectionLimits.of(settings)),
                             timeout_keep_alive=settings.idle_timeout_ms / 1000)

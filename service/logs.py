@@ -22,8 +22,10 @@ REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 _HANDLER = "service"  # the name of the handler `configure` installs: a second call replaces it
 _MAX_FIELD_CHARS = 2048  # a runaway extra value (a huge header) cannot flood the log
 _WHOLE = ("message", "exception")  # uvicorn logs a start-up traceback as a message: its last line matters
-# Loggers uvicorn configures with handlers of its own: routed through ours instead.
-_UVICORN = ("uvicorn", "uvicorn.error", "uvicorn.access")
+# Loggers uvicorn configures with handlers of its own: routed through ours instead. Its access
+# logger is silenced: service.access (service/api/middleware.py) writes the one line per request.
+_UVICORN = ("uvicorn", "uvicorn.error")
+_UVICORN_ACCESS = "uvicorn.access"
 
 
 def _not_json(value: object) -> str:
@@ -83,3 +85,6 @@ def configure(level: str = "info", *, fmt: str = "json", stream: TextIO | None =
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    access = logging.getLogger(_UVICORN_ACCESS)
+    access.handlers.clear()
+    access.propagate = False  # no handler anywhere: uvicorn's protocols then skip their access line

@@ -6,9 +6,12 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 
+from loadtest.servers import ServerProcess
 from service import logs
 
 
@@ -74,3 +77,16 @@ def test_a_long_message_is_kept_whole(stream: io.StringIO) -> None:
     logging.getLogger("uvicorn.error").error(traceback)
     (record,) = _records(stream)
     assert record["message"].endswith("has no model.onnx")
+
+
+def test_python_m_service_writes_only_json_and_one_access_line_per_request(tiny_repo: Path, tmp_path: Path) -> None:
+    """The real process: uvicorn's start-up lines in the same JSON, and each request logged once."""
+    log = tmp_path / "service.log"
+    with ServerProcess("service", ["--model-repository", str(tiny_repo), "--providers", "cpu"], log=log) as server:
+        for _ in range(3):
+            assert httpx.get(server.url + "/healthz").status_code == 200
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]  # every line is JSON
+    assert any(line["message"].startswith("Started server process") for line in lines)
+    access = [line for line in lines if line["logger"].endswith("access")]
+    health = [line for line in access if line.get("route") == "/healthz"]
+    assert len(health) == 3 and {line["logger"] for line in access} == {"service.access"}
