@@ -1,4 +1,4 @@
-"""`python -m loadtest run|sweep|bench|protocols|gpu-check`: load tests, capacity sweeps and the benchmark suite.
+"""`python -m loadtest run|sweep|bench|protocols|gpu-check|soak|anytime`: load tests, sweeps and benchmarks.
 
     python -m loadtest run --url http://127.0.0.1:8000 --concurrency 8 --duration 30
     python -m loadtest run --url http://127.0.0.1:8000 --rate 20 --mix 1x1:0.9,10x1:0.09,144x7:0.01
@@ -119,6 +119,18 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
     return run_gpu_check(args)
 
 
+def cmd_soak(args: argparse.Namespace) -> int:
+    from loadtest.soak import run_soak
+
+    return run_soak(args)
+
+
+def cmd_anytime(args: argparse.Namespace) -> int:
+    from loadtest.anytime import run_anytime
+
+    return run_anytime(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -154,6 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     gpu = commands.add_parser("gpu-check", help="model ceiling and the service in every mode on a GPU host")
     add_gpu_check_args(gpu)
     gpu.set_defaults(func=cmd_gpu_check)
+
+    from loadtest.anytime import add_anytime_args
+    from loadtest.soak import add_soak_args
+
+    soak = commands.add_parser("soak", help="~70% of measured capacity, open loop, for minutes: no error, flat memory")
+    add_soak_args(soak)
+    soak.set_defaults(func=cmd_soak)
+    anytime = commands.add_parser("anytime", help="overload with and without partial=true, interleaved")
+    add_anytime_args(anytime)
+    anytime.set_defaults(func=cmd_anytime)
     return parser
 
 

@@ -27,24 +27,29 @@ def free_port() -> int:
 class ServerProcess:
     """`with ServerProcess([...module args]) as server:` -> `server.url` answers /readyz with 200."""
 
-    def __init__(self, module: str, args: list[str], *, log: Path | None = None, env: dict[str, str] | None = None):
+    def __init__(self, module: str, args: list[str], *, log: Path | None = None, env: dict[str, str] | None = None,
+                 cwd: Path | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = [sys.executable, "-m", module, *args, "--host", "127.0.0.1", "--port", str(self.port)]
         self.grpc_target: str | None = None  # the service's gRPC API (never a fixed 8001 that could collide)
         if module == "service":
-            grpc_port = free_port()
-            self.grpc_target = f"127.0.0.1:{grpc_port}"
-            self.command += ["--grpc-port", str(grpc_port)]
+            asked = args[args.index("--grpc-port") + 1] if "--grpc-port" in args else None
+            grpc_port = int(asked) if asked is not None else free_port()
+            self.grpc_target = f"127.0.0.1:{grpc_port}" if grpc_port else None
+            if asked is None:
+                self.command += ["--grpc-port", str(grpc_port)]
         self.log = log
         self.env = {**os.environ, **(env or {})}
+        self.cwd = cwd  # the checkout whose code runs (python -m finds it there first)
         self.process: subprocess.Popen[bytes] | None = None
         self._ps: psutil.Process | None = None
 
     def __enter__(self) -> Self:
         out = self.log.open("ab") if self.log else subprocess.DEVNULL
         try:
-            self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT, env=self.env)
+            self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT, env=self.env,
+                                            cwd=self.cwd)
         finally:
             if self.log:
                 out.close()

@@ -19,7 +19,6 @@ import base64
 import io
 import json
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -34,6 +33,7 @@ import numpy as np
 import psutil
 from PIL import Image
 
+from loadtest.servers import ServerProcess
 from scripts import hostile_attacks
 from scripts.hostile_attacks import Attack, Target
 
@@ -240,30 +240,10 @@ def run(target: Target, proc: psutil.Process, name: str, attack: Attack, count: 
 @contextmanager
 def service(repository: Path, root: Path) -> Iterator[tuple[str, str, psutil.Process]]:
     """A fresh `python -m service` per attack (gRPC on): no attack's heap is another's starting point."""
-    port, grpc_port = _free_port(), _free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "service", "--model-repository", str(repository.resolve()), "--port", str(port),
-         "--providers", "cpu", "--log-level", "error", "--grpc-port", str(grpc_port)],
-        cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while not _ready(url):
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the server did not start")
-            time.sleep(0.2)
-        httpx.post(f"{url}/v1/classify", content=hostile_attacks.ordinary_image(), headers=JPEG, timeout=120)
-        yield url, f"127.0.0.1:{grpc_port}", psutil.Process(server.pid)
-    finally:
-        server.terminate()
-        server.wait(60)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    args = ["--model-repository", str(repository.resolve()), "--providers", "cpu", "--log-level", "error"]
+    with ServerProcess("service", args, cwd=root) as server:
+        httpx.post(f"{server.url}/v1/classify", content=hostile_attacks.ordinary_image(), headers=JPEG, timeout=120)
+        yield server.url, server.grpc_target, psutil.Process(server.pid)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,13 +271,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 if __name__ == "__main__":

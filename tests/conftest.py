@@ -7,7 +7,6 @@ import io
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ import uvicorn
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from loadtest.servers import ServerProcess
 from service.app import create_app
 from service.settings import Settings
 from tests.tiny_models import write_repository
@@ -74,12 +74,6 @@ def make_image(width: int = 320, height: int = 240, *, fmt: str = "JPEG", seed: 
 @pytest.fixture(scope="session")
 def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_repository(tmp_path_factory.mktemp("repo") / "model_repository", members=3)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LiveServer:
@@ -180,19 +174,12 @@ def metric(url: str, name: str, **labels: str) -> float:
 
 @contextmanager
 def service_process(repo: Path, *flags: str, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """The real `python -m service` on a free 127.0.0.1 port: (its URL, its process); killed after."""
-    port = free_port()
-    args = [sys.executable, "-m", "service", "--model-repository", str(repo), "--port", str(port),
-            "--providers", "cpu", "--log-level", "warning", *flags]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(f"{url}/readyz", proc, log=log)
-        yield url, proc
-    finally:
-        proc.kill()
-        proc.wait(30)
+    """The real `python -m service` on a free 127.0.0.1 port (loadtest/servers.py, the one launcher):
+    (its URL, its process); stopped after."""
+    args = ["--model-repository", str(repo), "--providers", "cpu", "--log-level", "warning", *flags]
+    with ServerProcess("service", args, log=log, cwd=ROOT) as server:
+        assert server.process is not None
+        yield server.url, server.process
 
 
 def peak_rss(pid: int) -> int:

@@ -21,7 +21,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import classify_count, free_port, make_image
+from loadtest.servers import free_port
+from tests.conftest import classify_count, make_image
 from tests.deploy.engine import BASE_IMAGE, DOCKER, Engine, build, build_serve
 
 # Building the image on a fresh machine (engine, base image, pip) can take minutes: one bound for all.

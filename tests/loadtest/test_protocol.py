@@ -10,9 +10,10 @@ from tritonclient.grpc import service_pb2 as pb
 
 from loadtest.mix import Mode
 from loadtest.protocol import GRPC_INFER, PROTOCOLS, RequestBook, grpc_request, v1_request, v2_request
+from loadtest.servers import free_port
 from service.api.grpc.codec import parse_infer
 from service.api.v2.codec import parse_request
-from tests.conftest import free_port, make_image, serve
+from tests.conftest import make_image, serve
 
 JPEG = make_image(64, 48)
 MODE = Mode(10, 2)

@@ -16,8 +16,9 @@ import httpx
 import pytest
 from tritonclient.grpc import service_pb2_grpc
 
+from loadtest.servers import free_port
 from scripts.hostile_wire import H2, INFER, STREAM, grpc_message, host_port, infer_request
-from tests.conftest import free_port, service_process
+from tests.conftest import service_process
 from tests.reliability import costly
 from tests.reliability.conftest import status_and_json
 

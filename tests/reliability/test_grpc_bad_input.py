@@ -12,7 +12,8 @@ import pytest
 from prometheus_client import REGISTRY
 from tritonclient.grpc import service_pb2 as pb
 
-from tests.conftest import LiveServer, free_port, make_image, serve
+from loadtest.servers import free_port
+from tests.conftest import LiveServer, make_image, serve
 from tests.reliability import hostile
 from tests.reliability.conftest import LEAKS, evaluated_rows
 

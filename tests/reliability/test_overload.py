@@ -16,7 +16,8 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import ROOT, free_port, make_image, wait_ready
+from loadtest.servers import free_port
+from tests.conftest import ROOT, make_image, wait_ready
 from tests.reliability.conftest import evaluated_rows, metric
 from tests.reliability.slow_model import write_slow_repository
 

@@ -17,7 +17,8 @@ import pytest
 from dockerfile_parse import DockerfileParser
 from PIL import Image
 
-from tests.conftest import ROOT, LiveServer, free_port, make_image, serve, wait_ready
+from loadtest.servers import free_port
+from tests.conftest import ROOT, LiveServer, make_image, serve, wait_ready
 from tests.reliability.conftest import assert_json_error, evaluated_rows, metric
 from tests.reliability.hostile import encode
 from tests.tiny_models import write_repository

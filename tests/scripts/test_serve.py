@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port, wait_ready
+from loadtest.servers import free_port
+from tests.conftest import ROOT, wait_ready
 
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 

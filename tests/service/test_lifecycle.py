@@ -20,9 +20,10 @@ import pytest
 import uvicorn
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from loadtest.servers import free_port
 from service.app import mark_closing
 from service.lifecycle import GracefulServer
-from tests.conftest import ROOT, classify_count, free_port, make_image, serve, wait_ready
+from tests.conftest import ROOT, classify_count, make_image, serve, wait_ready
 
 DELAY_S, GRACE_S = 3.0, 30.0
 LOAD = 6  # concurrent 144-crop x 3-model requests: 432 batches of 2 rows each, one at a time

@@ -16,8 +16,9 @@ from starlette.requests import Request
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
+from loadtest.servers import free_port
 from service.api import health
-from tests.conftest import LiveServer, free_port, make_image, serve
+from tests.conftest import LiveServer, make_image, serve
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,9 @@ import pytest
 import tritonclient.grpc as tgrpc
 import tritonclient.http as triton
 
+from loadtest.servers import free_port
 from service.api import walks
-from tests.conftest import LiveServer, free_port, make_image, metric, serve
+from tests.conftest import LiveServer, make_image, metric, serve
 from tests.reliability.slow_model import write_slow_repository
 from tests.tiny_models import write_repository
 

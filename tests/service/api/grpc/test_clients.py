@@ -18,7 +18,8 @@ import pytest
 import tritonclient.grpc as tgrpc
 import tritonclient.grpc.aio as tgrpc_aio
 
-from tests.conftest import LiveServer, free_port, make_image, sample_jpegs, serve
+from loadtest.servers import free_port
+from tests.conftest import LiveServer, make_image, sample_jpegs, serve
 from tests.perf_analyzer import profile
 
 TOPK = 5

@@ -15,7 +15,8 @@ from prometheus_client import REGISTRY
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
-from tests.conftest import LiveServer, free_port, make_image, serve
+from loadtest.servers import free_port
+from tests.conftest import LiveServer, make_image, serve
 
 
 @pytest.fixture(scope="module")

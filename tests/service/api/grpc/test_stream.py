@@ -17,8 +17,9 @@ from prometheus_client import REGISTRY
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
+from loadtest.servers import free_port
 from service.api.grpc.stream import ROUTE
-from tests.conftest import LiveServer, free_port, make_image, serve
+from tests.conftest import LiveServer, make_image, serve
 from tests.tiny_models import write_repository
 
 

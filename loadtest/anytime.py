@@ -1,7 +1,7 @@
 """Anytime answers under overload: the same open-loop load, past capacity, with and without
 partial=true, against `python -m service` (docs/benchmarks.md, "Anytime answers under overload").
 
-    python -m scripts.anytime --repository runs/t3/repository --images runs/t3/textures/val
+    python -m loadtest anytime --repository runs/t3/repository --images runs/t3/textures/val
 
 Capacity is the best closed loop (1, 2 or 4 outstanding) in the mode, without partial or deadline.
 Then phases alternate, `--rounds` times each: `--overload` x capacity offered open-loop (a fixed
@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from scripts.soak import images, service
+from loadtest.soak import images, service
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -175,8 +175,7 @@ async def run(args: argparse.Namespace, url: str, pid: int) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_anytime_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repository", type=Path, required=True, help="model repository to serve")
     parser.add_argument("--service-args", default="--providers cpu", help="extra flags for python -m service")
     parser.add_argument("--images", help="a folder of .jpg files to send, in class folders to judge the answers "
@@ -192,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--capacity-s", type=float, default=10, help="each closed loop (1, 2, 4 outstanding)")
     parser.add_argument("--keep-answers", action="store_true", help="every answer in the JSON too")
     parser.add_argument("--output", type=Path, default=ROOT / "runs" / "anytime.json")
-    args = parser.parse_args(argv)
+
+
+def run_anytime(args: argparse.Namespace) -> int:
     with service(args.repository, args.service_args.split()) as (url, pid):
         result = asyncio.run(run(args, url, pid))
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -200,6 +201,3 @@ def main(argv: list[str] | None = None) -> int:
     print(render(result))
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

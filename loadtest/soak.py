@@ -1,8 +1,8 @@
 """Soak: hours-style stability in minutes. Offer ~70% of measured capacity, open loop, for a fixed time;
 pass when no request fails and the server's resident memory grows < 5% after warm-up.
 
-    python scripts/soak.py --repository model_repository            # starts `python -m service` itself
-    python scripts/soak.py --url http://127.0.0.1:8000 --pid 1234    # or soak a server already running
+    python -m loadtest soak --repository model_repository            # starts `python -m service` itself
+    python -m loadtest soak --url http://127.0.0.1:8000 --pid 1234    # or soak a server already running
 
 Not part of CI (10 minutes by default). Method and the last numbers: docs/reliability.md, "Soak";
 results also go to docs/benchmarks.md ("Soak"). Needs the loadtest extra (httpx, psutil).
@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,10 +24,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
-from PIL import Image
+
+from loadtest.images import load_corpus
+from loadtest.servers import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT.parent / "shared" / "data" / "imagenet-samples"
 
 
 @dataclass
@@ -47,51 +44,16 @@ class Window:
 
 
 def images(count: int = 32) -> list[bytes]:
-    files = sorted(SAMPLES.glob("*.JPEG"))[:count] if SAMPLES.is_dir() else []
-    if files:
-        return [f.read_bytes() for f in files]
-    rng = np.random.default_rng(0)  # no samples beside the project: ImageNet-sized generated JPEGs
-    out = []
-    for _ in range(count):
-        buf = io.BytesIO()
-        Image.fromarray(rng.integers(0, 255, (375, 500, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90)
-        out.append(buf.getvalue())
-    return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """The sample JPEGs beside the project, else generated ones (loadtest/images.py)."""
+    return load_corpus(limit=count, generated=count).images
 
 
 @contextmanager
 def service(repository: Path, extra: list[str]) -> Iterator[tuple[str, int]]:
-    port = free_port()
-    args = [sys.executable, "-m", "service", "--model-repository", str(repository), "--port", str(port),
-            "--log-level", "warning", *extra]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"the service exited: {proc.stderr.read().decode()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise SystemExit("the service did not become ready in 300 s")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    """`python -m service` on `repository` until the block ends: (its URL, its pid)."""
+    args = ["--model-repository", str(repository), "--log-level", "warning", *extra]
+    with ServerProcess("service", args) as server:
+        yield server.url, server.pid
 
 
 async def _classify(client: httpx.AsyncClient, data: bytes, crops: int) -> tuple[str, float]:
@@ -183,8 +145,7 @@ def summarise(windows: list[Window], warmup_s: float, rate: float, cap: float) -
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_soak_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repository", type=Path, help="model repository; the script starts the service on it")
     parser.add_argument("--url", help="soak a running service instead (give --pid for its memory)")
     parser.add_argument("--pid", type=int, help="process id of the running service (with --url)")
@@ -198,9 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window-s", type=float, default=10)
     parser.add_argument("--max-growth-pct", type=float, default=5.0)
     parser.add_argument("--output", type=Path, default=ROOT / "runs" / "soak.json")
-    args = parser.parse_args(argv)
+
+
+def run_soak(args: argparse.Namespace) -> int:
     if bool(args.url) == bool(args.repository) or (args.url and not args.pid):
-        parser.error("give --repository, or --url with --pid")
+        raise ValueError("give --repository, or --url with --pid")
     data = images()
 
     def run(url: str, pid: int) -> dict:
@@ -233,6 +196,3 @@ def main(argv: list[str] | None = None) -> int:
     print("PASS" if passed else "FAIL")
     return 0 if passed else 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,8 @@
-"""scripts/anytime.py: what counts as admitted and as answered in time (the benchmark's own arithmetic)."""
+"""loadtest/anytime.py: what counts as admitted and as answered in time (the benchmark's own arithmetic)."""
 
 from __future__ import annotations
 
-from scripts.anytime import Answer, render, summarise
+from loadtest.anytime import Answer, render, summarise
 
 
 def test_refusals_are_not_admitted_and_late_or_failed_answers_are_not_in_time() -> None:
