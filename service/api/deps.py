@@ -1,6 +1,7 @@
 """How handlers reach the serving object: one FastAPI dependency, so the request path
-api -> classifier -> scheduling -> batching -> runtime is visible in the imports, and tests
-can swap it with `app.dependency_overrides`."""
+api -> classifier -> batching -> runtime is visible in the imports, and tests can swap it with
+`app.dependency_overrides`. The dependencies are coroutines: FastAPI would run a plain function in
+its thread pool, a thread hop on every request for two attribute reads."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from service.errors import NotReady
 from service.serving import Serving
 
 
-def loaded(request: Request) -> Serving:
+async def loaded(request: Request) -> Serving:
     """The serving object once the models are warm (also while draining: accepted work finishes)."""
     serving: Serving | None = request.app.state.serving
     if serving is None:
@@ -20,7 +21,7 @@ def loaded(request: Request) -> Serving:
     return serving
 
 
-def ready(serving: Annotated[Serving, Depends(loaded)]) -> Serving:
+async def ready(serving: Annotated[Serving, Depends(loaded)]) -> Serving:
     """The serving object while it takes new work: not loading, not draining."""
     if not serving.serves:
         raise NotReady("the service is not ready (loading or shutting down)", headers={"Retry-After": "1"})

@@ -34,14 +34,18 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 _CATALOGS: weakref.WeakKeyDictionary[Serving, Catalog] = weakref.WeakKeyDictionary()
 
 
-def catalog(serving: Ready) -> Catalog:
+def catalog(serving: Serving) -> Catalog:
     """The v2 models of the served repository (built once per serving object)."""
     if serving not in _CATALOGS:
         _CATALOGS[serving] = Catalog(serving.repository)
     return _CATALOGS[serving]
 
 
-Models = Annotated[Catalog, Depends(catalog)]
+async def _models(serving: Ready) -> Catalog:  # a coroutine: no thread hop per request (service/api/deps.py)
+    return catalog(serving)
+
+
+Models = Annotated[Catalog, Depends(_models)]
 
 
 @router.get("")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +33,7 @@ def test_loaded_refuses_while_the_models_load() -> None:
     app = FastAPI()
     app.state.serving = None
     with pytest.raises(NotReady, match="still loading") as caught:
-        deps.loaded(_request(app))
+        asyncio.run(deps.loaded(_request(app)))
     assert caught.value.status == 503 and caught.value.headers == {"Retry-After": "1"}
 
 
@@ -41,18 +42,18 @@ def test_loaded_gives_the_serving_object_draining_or_not(serving: Serving, ready
     app = FastAPI()
     app.state.serving = serving
     serving.accepting = ready
-    assert deps.loaded(_request(app)) is serving
+    assert asyncio.run(deps.loaded(_request(app))) is serving
 
 
 def test_ready_passes_a_ready_serving_object(serving: Serving) -> None:
     serving.accepting = True
-    assert deps.ready(serving) is serving
+    assert asyncio.run(deps.ready(serving)) is serving
 
 
 def test_ready_refuses_while_draining(serving: Serving) -> None:
     serving.accepting = False
     with pytest.raises(NotReady, match="not ready") as caught:
-        deps.ready(serving)
+        asyncio.run(deps.ready(serving))
     assert caught.value.status == 503 and caught.value.headers == {"Retry-After": "1"}
 
 
