@@ -1,9 +1,10 @@
-"""`python -m loadtest run|sweep|bench|protocols|gpu-check|soak|anytime`: load tests, sweeps and benchmarks.
+"""`python -m loadtest run|sweep|bench|versus|protocols|gpu-check|soak|anytime`: load tests, sweeps and benchmarks.
 
     python -m loadtest run --url http://127.0.0.1:8000 --concurrency 8 --duration 30
     python -m loadtest run --url http://127.0.0.1:8000 --rate 20 --mix 1x1:0.9,10x1:0.09,144x7:0.01
     python -m loadtest sweep --url http://127.0.0.1:8000 --start 10 --step 5 --objective-p99-ms 500
     python -m loadtest bench --model-repository model_repository      # writes docs/benchmarks.md
+    python -m loadtest versus --model-repository model_repository --concurrency 1 4 16 64  # vs a naive server
     python -m loadtest protocols --model-repository model_repository --concurrency 1 8  # gRPC vs v2 vs v1
     python -m loadtest gpu-check --model-repository model_repository  # on the GPU host
 
@@ -107,6 +108,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(BenchConfig.from_args(args))
 
 
+def cmd_versus(args: argparse.Namespace) -> int:
+    from loadtest.versus import run_versus
+
+    return run_versus(args)
+
+
 def cmd_protocols(args: argparse.Namespace) -> int:
     from loadtest.protocols import run_protocols
 
@@ -158,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     from loadtest.protocols import add_protocols_args
+    from loadtest.versus import add_versus_args
+
+    versus = commands.add_parser("versus", help="the service beside another server, 1 crop, rounds interleaved")
+    add_versus_args(versus)
+    versus.set_defaults(func=cmd_versus)
 
     protocols = commands.add_parser("protocols", help="gRPC vs HTTP v2 vs /v1 at the same concurrency, one run")
     add_protocols_args(protocols)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +241,20 @@ def _trimmed(report: dict[str, Any]) -> dict[str, Any]:
             return [trim(v) for v in value]
         return value
     return trim(report)
+
+
+def write_section(path: Path, command: str, label: str, body: str) -> None:
+    """Replace the section `command`/`label` wrote last time in place, or add it at the end of the
+    kept notes, so a run of `bench` keeps it."""
+    start = f"<!-- {command} {label}: written by python -m loadtest {command} -->"
+    end = f"<!-- end of {command} {label} -->"
+    section = f"{start}\n{body}\n{end}"
+    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{NOTES_END}\n"
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text)
+    elif NOTES_END in text:
+        text = text.replace(NOTES_END, section + "\n" + NOTES_END, 1)
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    path.write_text(text)

@@ -8,14 +8,13 @@ psutil), written as a section of docs/benchmarks.md that `bench` keeps (it sits 
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 from loadtest import machine
-from loadtest.benchdoc import NOTES_END
+from loadtest.benchdoc import write_section
 from loadtest.generator import LoadSpec, run_load_sync
 from loadtest.images import load_corpus
 from loadtest.mix import Mix
@@ -23,7 +22,6 @@ from loadtest.recording import write_json
 from loadtest.servers import ServerProcess
 from service.repository import load_repository
 
-START, END = "<!-- protocols {}: written by python -m loadtest protocols -->", "<!-- end of protocols {} -->"
 ORDER = ("grpc", "v2", "v1")
 
 
@@ -94,7 +92,7 @@ def run_protocols(args: argparse.Namespace) -> int:
               "images": f"{len(corpus.images)} images, mean {corpus.mean_bytes / 1000:.1f} kB",
               "trained": all(m.trained for m in repo.members), "rows": rows,
               "command": " ".join(["python -m loadtest protocols", *sys.argv[2:]])}
-    write_section(args.output, render(report), args.label)
+    write_section(args.output, "protocols", args.label, render(report))
     write_json(machine.REPO_ROOT / "runs" / f"protocols-{args.label}.json", report)
     return 0 if all(r["errors"] == 0 for r in rows) else 1
 
@@ -120,17 +118,3 @@ def render(report: dict[str, Any]) -> str:
             f"{row['server_cpu_ms_per_request'] / v1['server_cpu_ms_per_request']:.2f}x | {row['errors']} |")
     return "\n".join(lines)
 
-
-def write_section(path: Path, body: str, label: str) -> None:
-    """Replace the section of `label` in place, or add it at the end of the kept notes."""
-    start, end = START.format(label), END.format(label)
-    section = f"{start}\n{body}\n{end}"
-    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{NOTES_END}\n"
-    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    elif NOTES_END in text:
-        text = text.replace(NOTES_END, section + "\n" + NOTES_END, 1)
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)

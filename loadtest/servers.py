@@ -1,5 +1,6 @@
-"""Servers under test as child processes on loopback ports: the service (`python -m service`) or the
-naive baseline (`python -m loadtest.baseline`); started, awaited until ready, measured, stopped."""
+"""Servers under test as child processes on loopback ports: the service (`python -m service`), the
+naive baseline (`python -m loadtest.baseline`) or any server script that takes `--host` and `--port`;
+started, awaited until ready, measured, stopped."""
 
 from __future__ import annotations
 
@@ -25,13 +26,15 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """`with ServerProcess([...module args]) as server:` -> `server.url` answers /readyz with 200."""
+    """`with ServerProcess(module, [...args]) as server:` -> `server.url` answers /readyz with 200.
+    A `module` ending in .py is run as a script."""
 
     def __init__(self, module: str, args: list[str], *, log: Path | None = None, env: dict[str, str] | None = None,
                  cwd: Path | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.command = [sys.executable, "-m", module, *args, "--host", "127.0.0.1", "--port", str(self.port)]
+        target = [module] if module.endswith(".py") else ["-m", module]
+        self.command = [sys.executable, *target, *args, "--host", "127.0.0.1", "--port", str(self.port)]
         self.grpc_target: str | None = None  # the service's gRPC API (never a fixed 8001 that could collide)
         if module == "service":
             asked = args[args.index("--grpc-port") + 1] if "--grpc-port" in args else None

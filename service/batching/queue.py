@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -74,7 +75,9 @@ class _Job:
     seq: int = field(default_factory=lambda: next(_seq))
     sent: int = 0  # rows handed to batches so far
     done: int = 0  # rows whose outputs came back
-    first_sent: float = 0.0
+    # Stage clocks: loop.time() is uvloop's millisecond tick, too coarse for a 1 ms queue wait.
+    queued_at: float = field(default_factory=time.perf_counter)
+    first_sent_at: float = 0.0
     out: np.ndarray | None = None
     stages: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])  # batches, copy in, compute, copy out
 
@@ -210,12 +213,12 @@ class MemberQueue:
             self._drop(job)
             if not job.future.done():
                 job.future.set_exception(DeadlineExceeded("the request's deadline passed while it was queued"))
-        batch = []
+        batch, started = [], time.perf_counter()
         for job, n in fair_cut.cut(self.jobs, self.max_batch_size):
             batch.append(Slice(job, job.sent, job.sent + n))
-            metrics.QUEUE_WAIT.labels(self.name).observe(now - job.enqueued)
+            metrics.QUEUE_WAIT.labels(self.name).observe(started - job.queued_at)
             if job.sent == 0:
-                job.first_sent = now
+                job.first_sent_at = started
             job.sent += n
             if job.waiting == 0:
                 self.jobs.remove(job)
@@ -227,7 +230,7 @@ class MemberQueue:
     def deliver(self, batch: list[Slice], out: np.ndarray, stages: tuple[float, float, float]) -> None:
         """Scatter a batch's outputs (rows in batch order) to their requests; `stages`: the batch's
         copy-in, compute and copy-out seconds, counted to each request in it."""
-        offset, now = 0, asyncio.get_running_loop().time()
+        offset, now = 0, time.perf_counter()
         for s in batch:
             n = s.stop - s.start
             for i, seconds in enumerate((1.0, *stages)):
@@ -255,7 +258,7 @@ class MemberQueue:
             self._sent.discard(job)
             batches, copy_in, compute, copy_out = job.stages
             job.future.set_result(Result(
-                job.out, job.first_sent - job.enqueued, now - job.first_sent, int(batches), copy_in, compute, copy_out
+                job.out, job.first_sent_at - job.queued_at, now - job.first_sent_at, int(batches), copy_in, compute, copy_out
             ))
 
     def _fail(self, job: _Job, exc: Exception) -> None:
