@@ -121,8 +121,9 @@ def run_versus(args: argparse.Namespace) -> int:
                   f"other {o['img_per_s']:6.1f} img/s p50 {o['p50_ms']:6.1f} p99 {o['p99_ms']:6.1f} ms | "
                   f"{_ratios(row)}", file=sys.stderr, flush=True)
     against = Path(args.against).name if args.against.endswith(".py") else f"python -m {args.against}"
-    shown = ["python -m loadtest versus", *(Path(a).name if a == args.against else a for a in sys.argv[2:])]
-    report = {"machine": machine.describe(), "command": shlex.join(shown), "against": against,
+    shown = [Path(a).name if a == args.against else a for a in sys.argv[2:]]
+    report = {"machine": machine.describe(), "command": " ".join(["python -m loadtest versus", shlex.join(shown)]),
+              "against": against,
               "other_cores_at_start": other_load, "other_cores_at_end": machine.busy_cores(2.0),
               "repository": repo.name, "trained": all(m.trained for m in repo.members),
               "images": f"{len(corpus.images)} images, mean {corpus.mean_bytes / 1000:.1f} kB",
@@ -146,7 +147,7 @@ def render(report: dict[str, Any]) -> str:
         f"{report['rounds']} rounds interleaved (the order flips each round), one model file "
         f"({report['repository']}, {'trained' if report['trained'] else 'untrained'} weights). In-process limit "
         f"{report['limit_img_per_s']:.1f} img/s: {report['model_ms']:.2f} core-ms model at its best batch "
-        f"({report['best_model_point']['batch']} rows) + {report['preprocess_ms']:.2f} core-ms decode and crop, over "
+        f"({report['best_model_point']['batch']}) + {report['preprocess_ms']:.2f} core-ms decode and crop, over "
         f"every core. Other load: {report['other_cores_at_start']:.2f} cores at the start, "
         f"{report['other_cores_at_end']:.2f} at the end.", "",
         "| clients | service img/s | other img/s | service / other (rounds) | p50 ms service / other "

@@ -257,9 +257,8 @@ class MemberQueue:
         if job.done == len(job.rows):
             self._sent.discard(job)
             batches, copy_in, compute, copy_out = job.stages
-            job.future.set_result(Result(
-                job.out, job.first_sent_at - job.queued_at, now - job.first_sent_at, int(batches), copy_in, compute, copy_out
-            ))
+            queued, running = job.first_sent_at - job.queued_at, now - job.first_sent_at
+            job.future.set_result(Result(job.out, queued, running, int(batches), copy_in, compute, copy_out))
 
     def _fail(self, job: _Job, exc: Exception) -> None:
         self._sent.discard(job)
