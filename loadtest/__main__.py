@@ -197,7 +197,9 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the command as typed, for the benchmark pages
     if getattr(args, "command", None) == "sweep" and args.step is None and args.factor is None:
         args.factor = 1.25
     try:

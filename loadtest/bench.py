@@ -64,7 +64,7 @@ class BenchConfig:
             scale=0.25 if quick else 1.0, ceiling_s=0.5 if quick else 4.0,
             profile_s=0.0 if args.no_profile else (2.0 if quick else 10.0), baseline=not args.no_baseline,
             wait_quiet_s=args.wait_quiet,
-            service_args=shlex.split(args.service_args), command=" ".join(["python -m loadtest", *sys.argv[1:]]),
+            service_args=shlex.split(args.service_args), command=" ".join(["python -m loadtest", *args.argv]),
         )
 
 

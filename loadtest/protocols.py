@@ -91,7 +91,7 @@ def run_protocols(args: argparse.Namespace) -> int:
               "mode": args.mode, "duration_s": args.duration, "rounds": args.rounds, "repository": repo.name,
               "images": f"{len(corpus.images)} images, mean {corpus.mean_bytes / 1000:.1f} kB",
               "trained": all(m.trained for m in repo.members), "rows": rows,
-              "command": " ".join(["python -m loadtest protocols", *sys.argv[2:]])}
+              "command": " ".join(["python -m loadtest", *args.argv])}
     write_section(args.output, "protocols", args.label, render(report))
     write_json(machine.REPO_ROOT / "runs" / f"protocols-{args.label}.json", report)
     return 0 if all(r["errors"] == 0 for r in rows) else 1

@@ -121,7 +121,7 @@ def run_versus(args: argparse.Namespace) -> int:
                   f"other {o['img_per_s']:6.1f} img/s p50 {o['p50_ms']:6.1f} p99 {o['p99_ms']:6.1f} ms | "
                   f"{_ratios(row)}", file=sys.stderr, flush=True)
     against = Path(args.against).name if args.against.endswith(".py") else f"python -m {args.against}"
-    shown = [Path(a).name if a == args.against else a for a in sys.argv[2:]]
+    shown = [Path(a).name if a == args.against else a for a in args.argv[1:]]
     report = {"machine": machine.describe(), "command": " ".join(["python -m loadtest versus", shlex.join(shown)]),
               "against": against,
               "other_cores_at_start": other_load, "other_cores_at_end": machine.busy_cores(2.0),
