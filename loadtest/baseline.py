@@ -1,4 +1,4 @@
-"""The naive baseline of the benchmark (issue 7, 3d): FastAPI calling ONNX Runtime once per request,
+"""The naive baseline of the benchmark (`bench` phase d): FastAPI calling ONNX Runtime once per request,
 with the service's own preprocessing and no batching, no queue bound, ONNX Runtime's default threads.
 
 It lives outside service/ on purpose (the service's FastAPI code stays in service/api): it is what a

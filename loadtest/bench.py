@@ -1,4 +1,4 @@
-"""`python -m loadtest bench`: the benchmark suite in one run (issues 3 and 7): (a) the model alone,
+"""`python -m loadtest bench`: the benchmark suite in one run (docs/loadtest.md): (a) the model alone,
 (b) preprocessing alone, (c) the service in every mode, (d) a naive baseline under the same load;
 ratios to the machine's limit and to the baseline, written to docs/benchmarks.md with plots."""
 
@@ -109,7 +109,7 @@ def _one_crop_suites(suites: dict[str, Phases], config: BenchConfig) -> dict[str
 
 def _mixed(phases: Phases, config: BenchConfig, capacity: float, members: int) -> dict[str, Any]:
     """1-crop clients at 70% of capacity while one client sends 144x7 requests back to back
-    (issue 13): the 1-crop tail next to the same load without it (`at_70`)."""
+    (a heavy request must not hold light ones behind it): the 1-crop tail next to the same load without it (`at_70`)."""
     box: dict[str, Any] = {}
     heavy = threading.Thread(target=lambda: box.update(heavy=phases.run(
         f"144x{members} beside 1x1", f"144x{members}", concurrency=1, requests=max(1, round(config.scale)),
@@ -200,7 +200,7 @@ def run_bench(config: BenchConfig) -> int:
                       label=label)
 
     say("(c) the service" + (" and (d) the naive baseline, phase by phase" if config.baseline else ""))
-    # The service runs with its defaults (issue 13: they must serve every mode measured here).
+    # The service runs with its defaults: they must serve every mode measured here.
     service_cmd = ["--model-repository", str(config.model_repository), "--providers", "cpu",
                    "--log-level", "warning", *config.service_args]
     baseline_cmd = ["--model-repository", str(config.model_repository), "--providers", "cpu"]

@@ -107,7 +107,7 @@ def preprocess_cost(images: list[bytes], crops: int, *, max_images: int, max_pix
 @dataclass(frozen=True)
 class Limit:
     """What the machine can do for one mode: images/s when the cores do nothing but the model at its
-    best and the preprocessing (issue 3: the CPU seconds per image of both, over the cores)."""
+    best and the preprocessing (the CPU seconds per image of both, over the cores)."""
 
     mode: str
     evaluations: int

@@ -1,4 +1,4 @@
-"""The goals a bench report is judged against (issue 3 and issue 7), each with what was measured."""
+"""The goals a bench report is judged against (docs/loadtest.md), each with what was measured."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def floor_ms(report: dict[str, Any]) -> float:
 
 
 def evaluate(report: dict[str, Any]) -> list[Goal]:
-    """Issue 13's "what it must show", each against numbers of the same run."""
+    """What the report must show, each against numbers of the same run."""
     out = []
     limits = report["limits"]
     one = limits["1x1"]["images_per_s"]

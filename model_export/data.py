@@ -17,7 +17,7 @@ from torchvision.transforms import functional as F
 
 from service.preprocess import crops_from_image
 
-# One mean/std for both variants, in [0, 1] units; the exported graph applies them (design.md 2).
+# One mean/std for both variants, in [0, 1] units; the exported graph applies them (docs/architecture.md 2).
 # The paper only says "mean subtraction" (section 5); torchvision's weights need exactly these.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -68,7 +68,7 @@ class Lighting(nn.Module):
 
 
 def train_transform(size: int = 224, *, lighting_std: float = 0.1) -> transforms.Compose:
-    """The paper's post-competition sampling (section 6; googlenet-spec.md 3.1-3.2)."""
+    """The paper's post-competition sampling (section 6; docs/googlenet.md 3)."""
     return transforms.Compose(
         [
             # Area uniform in 8%..100% of the image, aspect ratio in [3/4, 4/3], random filter.
@@ -101,7 +101,7 @@ def normalize(images: Tensor) -> Tensor:
 
 
 def image_folder(root: str | Path, split: str, *, train: bool) -> datasets.ImageFolder:
-    """`root/split/<class>/*.jpg`; class index = position of the sorted class name (spec 5.4)."""
+    """`root/split/<class>/*.jpg`; class index = position of the sorted class name (docs/googlenet.md 5)."""
     path = Path(root) / split
     if not path.is_dir():
         raise FileNotFoundError(f"no {split}/ folder in {root} (expected an ImageFolder tree: train/, val/)")

@@ -24,7 +24,7 @@ from service import stopping
 from service.crops import CROP_COUNTS
 from service.stopping import StoppingRule
 
-# Table 3 of the paper (googlenet-spec.md 4.3, recalled figures): top-5 error by (models, crops).
+# Table 3 of the paper (docs/googlenet.md 4, recalled figures): top-5 error by (models, crops).
 PAPER_TOP5 = {(1, 1): 10.07, (1, 10): 9.15, (1, 144): 7.89, (7, 1): 8.09, (7, 10): 7.62, (7, 144): 6.67}
 
 

@@ -1,7 +1,7 @@
 """GoogLeNet (Szegedy et al. 2014, Table 1) in two variants: the paper / BVLC reference and torchvision's.
 
-`paper` follows googlenet-spec.md 2.8 (LRN, true 5x5 branches, biases, Caffe xavier init);
-`torchvision` has exactly the state_dict keys and shapes of torchvision's googlenet (spec 5.3), so
+`paper` follows docs/googlenet.md 2 (LRN, true 5x5 branches, biases, Caffe xavier init);
+`torchvision` has exactly the state_dict keys and shapes of torchvision's googlenet (docs/googlenet.md 5), so
 its weights file loads with `load_state_dict`. `width` scales every channel count (the wider member
 of the paper's 7-model ensemble, section 7; tiny nets in tests).
 """
@@ -21,7 +21,7 @@ from torch import Tensor, nn
 Variant = Literal["paper", "torchvision"]
 VARIANTS: tuple[Variant, ...] = ("paper", "torchvision")
 
-# Same field order as torchvision's GoogLeNetOutputs (spec 7.5), so training code serves both.
+# Same field order as torchvision's GoogLeNetOutputs (docs/googlenet.md 6), so training code serves both.
 GoogLeNetOutputs = namedtuple("GoogLeNetOutputs", ["logits", "aux_logits2", "aux_logits1"])
 
 
@@ -31,7 +31,7 @@ class GoogLeNetConfig:
     width: float = 1.0  # channel multiplier; 1.0 is Table 1
     num_classes: int = 1000
     aux_logits: bool = True  # build the two training-only heads on 4a and 4d (paper section 5)
-    transform_input: bool | None = None  # None: True for torchvision (its weights expect 2p-1, spec 7.3)
+    transform_input: bool | None = None  # None: True for torchvision (its weights expect 2p-1, docs/googlenet.md 5)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -54,16 +54,16 @@ class GoogLeNet(nn.Module):
         paper = config.variant == "paper"
         w = _widen(config.width)
         conv = BasicConv2d if not paper else BiasConv2d
-        # The paper/Caffe sizes hold only with ceil rounding: 112 -> 56 -> 28 -> 14 -> 7 (spec 2.2).
+        # The paper/Caffe sizes hold only with ceil rounding: 112 -> 56 -> 28 -> 14 -> 7 (docs/googlenet.md 2).
         pool = functools.partial(nn.MaxPool2d, stride=2, ceil_mode=True)
 
         # Table 1, one line per row: type, patch/stride, output size (depth)
         self.conv1 = conv(3, w(64), kernel_size=7, stride=2, padding=3)  # conv 7x7/2, 112x112x64
         self.maxpool1 = pool(3)  # max pool 3x3/2, 56x56x64
-        self.lrn1 = LocalResponseNorm() if paper else nn.Identity()  # after pool1 (spec 2.1)
+        self.lrn1 = LocalResponseNorm() if paper else nn.Identity()  # after pool1 (docs/googlenet.md 2)
         self.conv2 = conv(w(64), w(64), kernel_size=1)  # the "#3x3 reduce 64" of row 3
         self.conv3 = conv(w(64), w(192), kernel_size=3, padding=1)  # conv 3x3/1, 56x56x192
-        self.lrn2 = LocalResponseNorm() if paper else nn.Identity()  # before pool2 (spec 2.1)
+        self.lrn2 = LocalResponseNorm() if paper else nn.Identity()  # before pool2 (docs/googlenet.md 2)
         self.maxpool2 = pool(3)  # max pool 3x3/2, 28x28x192
 
         channels = w(192)
@@ -85,12 +85,12 @@ class GoogLeNet(nn.Module):
         self.inception4c = block(128, 128, 256, 24, 64, 64)  # 14x14x512
         self.inception4d = block(112, 144, 288, 32, 64, 64)  # 14x14x528
         self.inception4e = block(256, 160, 320, 32, 128, 128)  # 14x14x832
-        # torchvision's pool4 is 2x2/2 (spec 5.1); 14 -> 7 either way.
+        # torchvision's pool4 is 2x2/2 (docs/googlenet.md 5); 14 -> 7 either way.
         self.maxpool4 = pool(3 if paper else 2)  # 7x7x832
         self.inception5a = block(256, 160, 320, 32, 128, 128)  # 7x7x832
         self.inception5b = block(384, 192, 384, 48, 128, 128)  # 7x7x1024
 
-        if config.aux_logits:  # on 4a and 4d (paper section 5, spec 2.5)
+        if config.aux_logits:  # on 4a and 4d (paper section 5, docs/googlenet.md 2)
             self.aux1 = InceptionAux(
                 self.inception4a.out_channels, config.num_classes, conv=conv, paper=paper, width=config.width
             )
@@ -100,14 +100,14 @@ class GoogLeNet(nn.Module):
         else:
             self.aux1 = self.aux2 = None
 
-        # The paper pools 7x7/1 (so only 224 inputs work, spec 7.12); torchvision pools adaptively.
+        # The paper pools 7x7/1 (so only 224 inputs work, docs/googlenet.md 5); torchvision pools adaptively.
         self.avgpool = nn.AvgPool2d(7, stride=1) if paper else nn.AdaptiveAvgPool2d((1, 1))  # 1x1x1024
-        self.dropout = nn.Dropout(0.4 if paper else 0.2)  # spec 2.4 / 5.1
+        self.dropout = nn.Dropout(0.4 if paper else 0.2)  # docs/googlenet.md 2 and 5
         self.fc = nn.Linear(self.inception5b.out_channels, config.num_classes)  # linear, 1x1x1000
         _init_caffe(self) if paper else _init_torchvision(self)
 
     def _transform_input(self, x: Tensor) -> Tensor:
-        # ImageNet-normalised RGB -> 2p-1, the range torchvision's (TF-ported) weights expect (spec 5.1).
+        # ImageNet-normalised RGB -> 2p-1, the range torchvision's (TF-ported) weights expect (docs/googlenet.md 5).
         mean = x.new_tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
         std = x.new_tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
         return x * (std / 0.5) + (mean - 0.5) / 0.5
@@ -179,7 +179,7 @@ class Inception(nn.Module):
         self.branch2 = nn.Sequential(
             conv(in_channels, ch3x3red, kernel_size=1), conv(ch3x3red, ch3x3, kernel_size=3, padding=1)
         )
-        # five=3 reproduces torchvision's known 3x3-for-5x5 deviation (vision#906, spec 7.1).
+        # five=3 reproduces torchvision's known 3x3-for-5x5 deviation (vision#906, docs/googlenet.md 5).
         self.branch3 = nn.Sequential(
             conv(in_channels, ch5x5red, kernel_size=1),
             conv(ch5x5red, ch5x5, kernel_size=five, padding=five // 2),
@@ -190,12 +190,12 @@ class Inception(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        # Channel order 1x1, 3x3, 5x5, pool proj, as Caffe's Concat and torchvision (spec 1.1).
+        # Channel order 1x1, 3x3, 5x5, pool proj, as Caffe's Concat and torchvision (docs/googlenet.md 1).
         return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
 
 
 class InceptionAux(nn.Module):
-    """Training-only classifier (spec 2.5): avgpool 5x5/3, 1x1 conv 128, FC 1024, dropout 0.7, linear."""
+    """Training-only classifier (docs/googlenet.md 2): avgpool 5x5/3, 1x1 conv 128, FC 1024, dropout 0.7, linear."""
 
     def __init__(
         self, in_channels: int, num_classes: int, *, conv: type[nn.Module], paper: bool, width: float
@@ -209,7 +209,7 @@ class InceptionAux(nn.Module):
         self.dropout = nn.Dropout(p=0.7)
 
     def forward(self, x: Tensor) -> Tensor:
-        # N x 512 x 14 x 14 (4a) or N x 528 x 14 x 14 (4d); torchvision pools adaptively (spec 5.1)
+        # N x 512 x 14 x 14 (4a) or N x 528 x 14 x 14 (4d); torchvision pools adaptively (docs/googlenet.md 5)
         x = F.avg_pool2d(x, 5, stride=3) if self.paper else F.adaptive_avg_pool2d(x, (4, 4))
         # N x C x 4 x 4
         x = torch.flatten(self.conv(x), 1)
@@ -220,7 +220,7 @@ class InceptionAux(nn.Module):
 
 
 class BiasConv2d(nn.Module):
-    """The paper's conv: convolution with bias, then ReLU (spec 2.8). Named `conv` like torchvision's."""
+    """The paper's conv: convolution with bias, then ReLU (docs/googlenet.md 2). Named `conv` like torchvision's."""
 
     def __init__(self, in_channels: int, out_channels: int, **kwargs: Any) -> None:
         super().__init__()
@@ -231,7 +231,7 @@ class BiasConv2d(nn.Module):
 
 
 class BasicConv2d(nn.Module):
-    """torchvision's conv: no bias, BatchNorm(eps 1e-3), ReLU (spec 5.1)."""
+    """torchvision's conv: no bias, BatchNorm(eps 1e-3), ReLU (docs/googlenet.md 5)."""
 
     def __init__(self, in_channels: int, out_channels: int, **kwargs: Any) -> None:
         super().__init__()
@@ -243,10 +243,10 @@ class BasicConv2d(nn.Module):
 
 
 class LocalResponseNorm(nn.Module):
-    """Caffe's across-channel LRN, y = x / (k + alpha/n * sum_window x^2)^0.75 (spec 2.1).
+    """Caffe's across-channel LRN, y = x / (k + alpha/n * sum_window x^2)^0.75 (docs/googlenet.md 2).
 
     Same arithmetic as `nn.LocalResponseNorm`, except t^0.75 is computed as sqrt(t) * sqrt(sqrt(t)):
-    equal to 6e-7 and the fastest form once exported to ONNX Runtime on CPU (design.md 5).
+    equal to 6e-7 and the fastest form once exported to ONNX Runtime on CPU (docs/architecture.md 6).
     """
 
     def __init__(self, size: int = 5, alpha: float = 1e-4, k: float = 1.0) -> None:
@@ -266,7 +266,7 @@ def _widen(width: float):
 
 
 def _init_caffe(model: nn.Module) -> None:
-    # BVLC train_val.prototxt (spec 2.6): xavier = U(+-sqrt(3 / fan_in)), not torch's xavier_uniform_;
+    # BVLC train_val.prototxt (docs/googlenet.md 2): xavier = U(+-sqrt(3 / fan_in)), not torch's xavier_uniform_;
     # biases 0.2, except 0 on the three 1000-way classifiers.
     classifiers = {m for name, m in model.named_modules() if name in ("fc", "aux1.fc2", "aux2.fc2")}
     for m in model.modules():
@@ -277,7 +277,7 @@ def _init_caffe(model: nn.Module) -> None:
 
 
 def _init_torchvision(model: nn.Module) -> None:
-    # torchvision's own init (spec 5.1 and 7.9: bounds +-2 are absolute, so effectively untruncated).
+    # torchvision's own init (docs/googlenet.md 5: bounds +-2 are absolute, so effectively untruncated).
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.trunc_normal_(m.weight, mean=0.0, std=0.01, a=-2, b=2)
@@ -301,7 +301,7 @@ def load_torchvision_weights(path: str, *, aux_logits: bool = False) -> GoogLeNe
     """torchvision's googlenet weights file (e.g. googlenet-1378be20.pth), from a local path only."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     model = GoogLeNet(GoogLeNetConfig(variant="torchvision", aux_logits=True))
-    model.load_state_dict(state, strict=True)  # the file holds the (untrained) aux heads too (spec 5.1)
+    model.load_state_dict(state, strict=True)  # the file holds the (untrained) aux heads too (docs/googlenet.md 5)
     if not aux_logits:
         model.aux1 = model.aux2 = None
         model.config = replace(model.config, aux_logits=False)

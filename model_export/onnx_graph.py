@@ -1,6 +1,6 @@
 """ONNX graphs of the deployed model: tracing, re-binding weights into a traced graph, fp16 conversion.
 
-The graph takes uint8 NHWC RGB and returns softmax probabilities (design.md 3.2); normalisation,
+The graph takes uint8 NHWC RGB and returns softmax probabilities (docs/architecture.md 3.2); normalisation,
 the NHWC->NCHW transpose and the softmax are inside it, so the service feeds raw crops.
 """
 
@@ -21,7 +21,7 @@ from model_export.data import normalize
 from model_export.model import GoogLeNet
 from service.contract import INPUT_NAME, ITEM_SHAPE, OUTPUT_NAME
 
-OPSET = 18  # torch's dynamo exporter starts at 18 (googlenet-spec.md 7.10)
+OPSET = 18  # torch's dynamo exporter starts at 18 (docs/googlenet.md 6)
 INPUT, OUTPUT = INPUT_NAME, OUTPUT_NAME  # the contract the service checks (service/contract.py)
 
 

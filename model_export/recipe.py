@@ -1,7 +1,7 @@
 """The paper's training recipe (section 6), one piece each: optimizer, LR schedule, losses, Polyak averaging.
 
 Where the paper is silent (base LR, batch size, weight decay) the BVLC reproduction's values are the
-defaults (googlenet-spec.md 3.3).
+defaults (docs/googlenet.md 3).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def lr_schedule(opt: torch.optim.Optimizer, *, step_epochs: int = LR_STEP_EPOCHS
 
 
 def loss(outputs: Tensor | GoogLeNetOutputs, target: Tensor) -> Tensor:
-    """Main loss + 0.3 x each auxiliary loss in training; the main loss alone otherwise (spec 2.5)."""
+    """Main loss + 0.3 x each auxiliary loss in training; the main loss alone otherwise (docs/googlenet.md 2)."""
     if isinstance(outputs, GoogLeNetOutputs):
         aux = F.cross_entropy(outputs.aux_logits1, target) + F.cross_entropy(outputs.aux_logits2, target)
         return F.cross_entropy(outputs.logits, target) + AUX_WEIGHT * aux

@@ -1,7 +1,7 @@
 """`summary`: per-layer output shape, parameters and multiply-adds, next to the paper's Table 1.
 
 Measured by running one 224x224 image through the model with hooks; the paper's columns are
-quoted from googlenet-spec.md 1.1 (its "K" is 1024, spec 1.2).
+quoted in docs/googlenet.md 1 (its "K" is 1024).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torch import nn
 
 from model_export.model import GoogLeNetConfig, build
 
-# A relative gap above this is a real discrepancy, not the table's rounding (spec 1.2).
+# A relative gap above this is a real discrepancy, not the table's rounding (docs/googlenet.md 1).
 TOLERANCE = 0.03
 
 
@@ -77,7 +77,7 @@ def summarize(config: GoogLeNetConfig) -> dict[str, Any]:
     shapes: dict[str, tuple[int, ...]] = {}
 
     def count_macs(module: nn.Module, _: Any, out: torch.Tensor) -> None:
-        # One multiply-add per weight per output position (spec 1.2); biases are free.
+        # One multiply-add per weight per output position (docs/googlenet.md 1); biases are free.
         positions = out.shape[2] * out.shape[3] if out.dim() == 4 else 1
         macs[module] = module.weight.numel() * positions
 
@@ -108,7 +108,7 @@ def summarize(config: GoogLeNetConfig) -> dict[str, Any]:
             paper_params_k=paper.params_k,
             paper_ops_m=paper.ops_m,
         )
-        if config.variant == "torchvision":  # its own deviations (spec 5.1)
+        if config.variant == "torchvision":  # its own deviations (docs/googlenet.md 5)
             row.patch = {"maxpool4": "2x2/2", "avgpool": "adaptive"}.get(paper.name, row.patch)
             row.type = {"dropout": "dropout (20%)"}.get(paper.name, row.type)
         for m in modules:
@@ -198,7 +198,7 @@ def render(summary: dict[str, Any]) -> str:
     out += [f"  {name}: {'; '.join(d)}" for name, d in summary["differs"].items()] or ["  none"]
     if summary["variant"] == "torchvision":
         out.append(
-            "  (the torchvision variant's 3x3 'branch3' replaces the 5x5 convs, spec 7.1)"
+            "  (the torchvision variant's 3x3 'branch3' replaces the 5x5 convs, docs/googlenet.md 5)"
         )
     return "\n".join(out)
 

@@ -29,7 +29,7 @@ from model_export.plot import plot_history
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    # ---- config: every default in one place; BVLC's values where the paper gives none (spec 3.3)
+    # ---- config: every default in one place; BVLC's values where the paper gives none (docs/googlenet.md 3)
     p.add_argument("--data", required=True, help="ImageFolder root holding train/ and val/")
     p.add_argument("--out-dir", default="runs/googlenet", help="checkpoint, metrics and plot go here")
     p.add_argument("--variant", choices=VARIANTS, default="paper", help="network (model.py)")

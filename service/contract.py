@@ -1,4 +1,4 @@
-"""The model contract between model_export and the service (design.md 3.1-3.2; docs/model-repository.md).
+"""The model contract between model_export and the service (docs/architecture.md 3.1-3.2; docs/model-repository.md).
 
 One owner for what both sides must agree on: the ONNX I/O names, shapes and types, the 1000
 ILSVRC-2012 classes with their wnids, the labels.tsv format and the file hash. model_export
@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 INPUT_NAME, OUTPUT_NAME = "image", "probabilities"
-IMAGE_SIDE, CHANNELS = 224, 3  # uint8 RGB, NHWC: the graph normalises (design.md 3.2)
+IMAGE_SIDE, CHANNELS = 224, 3  # uint8 RGB, NHWC: the graph normalises (docs/architecture.md 3.2)
 ITEM_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, CHANNELS)  # one input row after the batch dimension
 CLASSES = 1000  # ILSVRC-2012 (paper section 5); the output is float32 [N, CLASSES] softmax
 

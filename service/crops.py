@@ -31,7 +31,7 @@ class Protocol:
         return len(self.scales) * self.squares * len(self.views) * (2 if self.mirrored else 1)
 
 
-# The paper's protocols (section 7; googlenet-spec.md 4.1-4.2): 1 and 10 crops at the standard
+# The paper's protocols (section 7; docs/googlenet.md 4): 1 and 10 crops at the standard
 # shorter side 256 (Krizhevsky), 144 crops at 4 scales x 3 squares x (4 corners, center, whole) x 2.
 PROTOCOLS: dict[int, Protocol] = {
     p.crops: p

@@ -3,7 +3,7 @@
 Without a GPU (no NVML library, no driver, no device) the series are absent, not zero: a
 dashboard must not show an idle GPU that does not exist. `pynvml` comes from the pip package
 `nvidia-ml-py` and is imported lazily, only when `install` runs. Labels are bounded: one
-series per device, `gpu` = NVML index and `uuid` (as Triton's `gpu_uuid`, serving-anchors.md 1.9).
+series per device, `gpu` = NVML index and `uuid` (as Triton's `gpu_uuid`, docs/architecture.md 8).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""`crops=auto` / `ensemble=auto`: the paper's Table 3 as a per-request budget (issue 13).
+"""`crops=auto` / `ensemble=auto`: the paper's Table 3 as a per-request budget (README, "crops=auto").
 
 Each configuration of Table 3 costs crops x models evaluations per image and has a top-5 error;
 the ones no cheaper configuration beats form the Pareto ladder 1x1, 1x7, 10x7, 144x7 (cost 1, 7,
 70, 1008). A request that leaves crops or models to the service gets the most accurate rung whose
-estimated completion fits its deadline (googlenet-spec.md 4.3).
+estimated completion fits its deadline (docs/googlenet.md 4).
 """
 
 from __future__ import annotations

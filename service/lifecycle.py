@@ -1,6 +1,6 @@
 """The graceful stop on SIGTERM/SIGINT: readiness false first, then stop accepting, drain, exit 0.
 
-Order (serving-anchors.md 1.8 and 6.1; Kubernetes sends SIGTERM while endpoints still route):
+Order (docs/architecture.md 7; Kubernetes sends SIGTERM while endpoints still route):
 1. the signal flips readiness to false at once (`on_draining`), but the listener stays open for
    `delay_s` so load balancers can take the pod out before connections get refused;
 2. then uvicorn closes the listener (`on_closing`: gRPC stops taking calls at the same moment), lets

@@ -1,7 +1,7 @@
 """Image bytes -> uint8 NHWC crops [k, 224, 224, 3]: decode, orient, to RGB, resize, crop.
 
 Runs in a worker thread (never on the event loop). Normalisation is not here: it lives in
-the ONNX graph (design.md 2), so the crops stay uint8 all the way to the model.
+the ONNX graph (docs/architecture.md 2), so the crops stay uint8 all the way to the model.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def open_image(
 ) -> Opened:
     """Read the header: the structure walk first (service/image_structure.py), then Pillow's. The size
     and the aspect ratio are checked, JPEG's DCT scaling chosen (shorter side >= `shorter_side`; a
-    12-Mpixel upload decodes 7-9x faster, design.md 5), and the decode priced against `limits`."""
+    12-Mpixel upload decodes 7-9x faster, docs/architecture.md 6), and the decode priced against `limits`."""
     if not data:
         raise InvalidImage("the image is empty")
     structure = walk(data, limits.max_segments) if limits else Structure()
@@ -61,7 +61,7 @@ def open_image(
     if width * height > max_pixels:
         raise ImageTooLarge(f"the image has {width}x{height} pixels, more than the limit of {max_pixels}")
     if max_aspect is not None and max(width, height) > max_aspect * min(width, height):
-        # A 1 x 300 strip has no square to crop from: every view would be one pixel blown up (issue 12).
+        # A 1 x 300 strip has no square to crop from: every view would be one pixel blown up.
         raise InvalidImage(
             f"the image is {width}x{height}, an aspect ratio over the limit of {max_aspect:g}:1; no crop of it"
             " would show the picture"
@@ -228,7 +228,7 @@ class ImageCrops:
 
 
 def _resize_box(image: Image.Image, crop: Crop) -> np.ndarray:
-    # Resize only the source region that becomes the crop (design.md 5): the pixels of resizing the
+    # Resize only the source region that becomes the crop (docs/architecture.md 6): the pixels of resizing the
     # whole scale and slicing, up to resampling at the edges, for a cost bounded by the crop's size.
     sx, sy = image.width / crop.size[0], image.height / crop.size[1]
     left, top, right, bottom = crop.box

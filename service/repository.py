@@ -1,4 +1,4 @@
-"""Reads the model repository that model_export writes (design.md 3.1): members, versions, labels.
+"""Reads the model repository that model_export writes (docs/architecture.md 3.1): members, versions, labels.
 
 The file format is the contract of service/contract.py, which model_export writes; see
 docs/model-repository.md.
@@ -72,7 +72,7 @@ def _entry(root: Path, name: str, precision: str) -> ModelEntry:
     versions = sorted((int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()), reverse=True)
     if not versions:
         raise RepositoryError(f"model {name!r} has no version folder")
-    version = versions[0]  # the highest version is served (design.md 3.1)
+    version = versions[0]  # the highest version is served (docs/architecture.md 3.1)
     files = metadata.get("files", {})
     wanted = [f"{version}/model.fp16.onnx"] if precision == "fp16" else []
     for rel in [*wanted, f"{version}/model.onnx"]:

@@ -40,7 +40,7 @@ class Plan:
     @classmethod
     def resolve(cls, settings: Settings, provider: str) -> Plan:
         cpu = provider == "cpu"
-        # On CPU batching buys nothing: keep one small batch in flight per core (design.md 5).
+        # On CPU batching buys nothing: keep one small batch in flight per core (docs/architecture.md 6).
         max_batch_size = settings.max_batch_size or (2 if cpu else 128)
         # 16 concurrent 10-crop requests are 160 rows, ~4 s at ~40 rows/s on 2 cores: 8 s admits
         # that burst with room for a shared machine (docs/benchmarks.md); a GPU drains thousands.

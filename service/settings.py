@@ -55,7 +55,7 @@ class Settings(BaseSettings):
         30.0, gt=0, le=3600, description="After the listener closes, how long accepted requests may take to finish."
     )
 
-    # Model repository (design.md 3.1)
+    # Model repository (docs/architecture.md 3.1)
     model_repository: Path = Field(Path("model_repository"), description="Folder of the model repository.")
     models: int | None = Field(
         None, ge=1, description="Load only the first N ensemble members (default: all)."
@@ -95,7 +95,7 @@ class Settings(BaseSettings):
         "EXHAUSTIVE times every algorithm at warm-up (docs/benchmarks.md compares them).",
     )
 
-    # Batching (design.md 2)
+    # Batching (docs/architecture.md 5)
     max_batch_size: int | None = Field(
         None, ge=1, le=4096,
         description="Rows (crops) per batch (default: 2 on CPU, where batching buys nothing, 128 on CUDA).",

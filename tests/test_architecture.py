@@ -1,4 +1,4 @@
-"""Imports point one way (design.md 4): api -> classifier/scheduling -> batching -> runtime."""
+"""Imports point one way (docs/architecture.md 4): api -> classifier/scheduling -> batching -> runtime."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tiny ONNX models with the service's I/O contract (design.md 3.2), built without torch.
+"""Tiny ONNX models with the service's I/O contract (docs/architecture.md 3.2), built without torch.
 
 uint8 NHWC `image` -> normalise -> 4x4 average grid -> linear -> softmax `probabilities`.
 Each seed gives different outputs, and different crops give different outputs, so
@@ -63,7 +63,7 @@ def tiny_model(seed: int, *, poison: bool = False) -> onnx.ModelProto:
 
 
 def write_repository(root: Path, members: int = 3, *, poison: bool = False, seed: int = 0) -> Path:
-    """A repository of `members` tiny models in the layout of design.md 3.1."""
+    """A repository of `members` tiny models in the layout of docs/architecture.md 3.1."""
     root.mkdir(parents=True, exist_ok=True)
     names = [f"tiny-{i}" for i in range(members)]
     (root / "ensemble.json").write_text(json.dumps({"name": "tiny", "members": names, "primary": names[0]}))

@@ -1,6 +1,6 @@
 """Operations endpoints: liveness, readiness (ready once every model is warm), Prometheus metrics.
 
-Liveness fails only when the process can never serve again (a dispatch loop crashed, issue 13):
+Liveness fails only when the process can never serve again (a dispatch loop crashed):
 that is the one state a restart fixes, so a kubelet or Compose should restart it.
 """
 

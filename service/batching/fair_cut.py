@@ -2,7 +2,7 @@
 
 A request's virtual start is its arrival plus the device time its rows already had (`sent` x
 `row_s`): a request larger than a batch is split into chunks interleaved with the others, so a
-1-row request never waits behind a 1008-row one (design.md 2), and a newcomer overtakes an older
+1-row request never waits behind a 1008-row one (docs/architecture.md 5), and a newcomer overtakes an older
 request only while that one has had more than its share, so a stream of small requests cannot
 starve an admitted larger one (least-served-first on `sent` alone did: a 10-crop request got 504
 beside 16 clients sending 1-crop requests). Across members the same rule picks the queue. Pure

@@ -55,7 +55,7 @@ def _report(*, baseline: bool = True, profile: bool = True) -> dict:
         "images": {"count": 100, "source": str(REPO_ROOT.parent / "shared" / "data" / "imagenet-samples")},
         "model": {"points": [{"streams": 2, "intra_op_threads": 1, "batch": b, "images_per_s": 1234.5 * b / 8,
                               "cpu_cores": 1.98, "ms_per_batch": 3.25 * b} for b in (1, 8)]
-                  # one request alone: one stream on both cores, the floor of issue 13's c=1 goal
+                  # one request alone: one stream on both cores, the floor of the c=1 goal
                   + [{"streams": 1, "intra_op_threads": 2, "batch": 1, "images_per_s": 400.0,
                       "cpu_cores": 1.9, "ms_per_batch": 2.5}],
                   "best": {"images_per_s": 1234.5, "batch": 8, "streams": 2}},

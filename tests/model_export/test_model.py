@@ -45,10 +45,10 @@ def test_stages_are_112_56_28_14_7_and_end_in_1024_features(variant: str) -> Non
 
 def test_parameter_counts_are_exact() -> None:
     paper = build(GoogLeNetConfig(variant="paper"))
-    assert count_parameters(paper) == 6_998_552  # googlenet-spec.md 1.2: weights + biases, main path
+    assert count_parameters(paper) == 6_998_552  # docs/googlenet.md 1: weights + biases, main path
     assert count_parameters(paper.aux1) == 3_188_840 and count_parameters(paper.aux2) == 3_190_888
     tv = build(GoogLeNetConfig(variant="torchvision"))
-    assert count_parameters(tv) == 6_624_904  # torchvision's num_params (spec 5.2)
+    assert count_parameters(tv) == 6_624_904  # torchvision's num_params (docs/googlenet.md 5)
     assert count_parameters(tv) == count_parameters(
         torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True)
     )

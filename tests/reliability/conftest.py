@@ -22,7 +22,7 @@ def evaluated_rows(url: str) -> float:
 
 
 def assert_json_error(response: httpx.Response, status: int, code: str, *, private: Path | None = None) -> None:
-    """The design.md 3.3 error shape, with the expected status and code, and nothing internal in it."""
+    """The docs/architecture.md 3.3 error shape, with the expected status and code, and nothing internal in it."""
     assert response.status_code == status, response.text[:300]
     assert response.headers["content-type"].startswith("application/json"), response.headers
     body = response.json()

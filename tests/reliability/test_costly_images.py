@@ -1,6 +1,7 @@
-"""Images that were cheap to send and expensive to serve (issue 12; aspect ratios and failed decodes are
-tests/reliability/test_request_cost.py): the multipart image count, plain image fields, and phone photos
-(MPO) against the real server. Memory is the kernel's high-water mark (VmHWM) of `python -m service`."""
+"""Images that were cheap to send and expensive to serve (docs/reliability.md, "Cost"; aspect ratios
+and failed decodes are tests/reliability/test_request_cost.py): the multipart image count, plain image
+fields, and phone photos (MPO) against the real server. Memory is the kernel's high-water mark (VmHWM)
+of `python -m service`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Requests whose cost was in the protocol, not the image (issue 12; v2 parsing off the loop is
+"""Requests whose cost was in the protocol, not the image (docs/reliability.md, "Cost"; v2 parsing off the loop is
 tests/reliability/test_request_cost.py): JSON values past what the model takes, unbounded bodies in
 flight, handlers cancelled at shutdown, two deadline clocks, providers=auto without a fallback."""
 

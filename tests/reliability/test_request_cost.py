@@ -1,4 +1,4 @@
-"""No request may cost more than its budget (issue 12): cheap-to-send requests that were expensive
+"""No request may cost more than its budget (docs/reliability.md, "Cost"): cheap-to-send requests that were expensive
 to serve, each against the real `python -m service`, measured by what they attacked (peak RSS from
 /proc, statuses, what other requests saw)."""
 

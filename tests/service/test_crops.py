@@ -1,4 +1,4 @@
-"""The paper's test-time crops (section 7; googlenet-spec.md 4.1-4.2), box by box."""
+"""The paper's test-time crops (section 7; docs/googlenet.md 4), box by box."""
 
 from __future__ import annotations
 

@@ -115,7 +115,7 @@ def test_sigterm_under_load_answers_every_accepted_request_then_exits_zero(servi
     assert [r.status_code for r in responses] == [200] * (LOAD + 1)
     assert all(r.json()["evaluations"] == 432 for r in responses)
 
-    # A generous bound wait, not a speed verdict (issue 11): the exit itself is what is checked.
+    # A generous bound wait, not a speed verdict: the exit itself is what is checked.
     code = service.proc.wait(timeout=2 * (DELAY_S + GRACE_S))
     log = service.log.read_text()
     assert code == 0, log

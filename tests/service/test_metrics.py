@@ -24,7 +24,7 @@ from tests.conftest import LiveServer, make_image, serve
 JPEG = {"content-type": "image/jpeg"}
 MODELS = ["tiny-0", "tiny-1", "tiny-2"]
 MAX_BATCH = 4
-# name -> (type, label names); the contract of service/metrics.py (serving-anchors.md 5)
+# name -> (type, label names); the contract of service/metrics.py (docs/architecture.md 8)
 EXPECTED = {
     "googlenet_requests": ("counter", {"route", "status", "mode"}),
     "googlenet_request_duration_seconds": ("histogram", {"route", "mode"}),
@@ -101,7 +101,7 @@ def test_metric_families_have_their_types_units_and_bounded_labels(live: LiveSer
             == 200
         )
     after = scrape(live)
-    # `<name>_created` gauges are client_python's creation timestamps (serving-anchors.md 5), not ours
+    # `<name>_created` gauges are client_python's creation timestamps (OpenMetrics), not ours
     ours = {
         name: f
         for name, f in after.families.items()

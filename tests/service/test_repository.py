@@ -1,4 +1,4 @@
-"""Reading the model repository: layout, versions, checksums, labels (design.md 3.1)."""
+"""Reading the model repository: layout, versions, checksums, labels (docs/architecture.md 3.1)."""
 
 from __future__ import annotations
 

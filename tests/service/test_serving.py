@@ -25,7 +25,7 @@ def test_cpu_defaults_keep_batches_small_and_one_per_core() -> None:
     plan = Plan.resolve(settings, "cpu")
     assert (plan.provider, plan.precision, plan.max_batch_size) == ("cpu", "fp32", 2)
     assert plan.instances == settings.cpu_count
-    # Admission is by estimated wait (issue 13); the row bound is only a memory cap.
+    # Admission is by estimated wait; the row bound is only a memory cap.
     assert (plan.max_queue_wait_ms, plan.max_queue_rows) == (8000.0, 4096)
     assert plan.max_queue_delay_ms == 0.0  # a free core runs the row it has
 

@@ -78,7 +78,7 @@ def _int_parameter(params: dict[str, Any], key: str, default: int | None, *, aut
 def input_check(model: V2Model, max_images: int) -> InputCheck:
     """The check of one declared input (name, datatype, shape, batch size) against `model`: the
     codec runs it on each input's header before building its data, so a 4 MB body of a million
-    elements for a model that takes 16 is refused before a million objects exist (issue 12)."""
+    elements for a model that takes 16 is refused before a million objects exist."""
 
     def check(name: str, datatype: str, shape: tuple[int, ...]) -> None:
         if name != INPUT_NAME:

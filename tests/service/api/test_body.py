@@ -127,7 +127,7 @@ def test_multipart_gives_every_image_field_in_order() -> None:
 
 
 def test_a_multipart_plain_field_named_image_is_a_bad_request_asking_for_a_file_part() -> None:
-    # The parser turns a plain field into text, so its bytes are gone (issue 12): refused, not decoded.
+    # The parser turns a plain field into text, so its bytes are gone: refused, not decoded.
     body, headers = _multipart([("note", ("n.txt", b"x", "text/plain"))], data={"image": "inline"})
     with pytest.raises(BadRequest, match="must be a file part"):
         _images(Upload(body), headers, max_images=4)

@@ -130,7 +130,7 @@ def test_perf_analyzer_drives_the_ensemble_with_real_jpegs(
     perf_analyzer: list[str], server: LiveServer, tmp_path: Path
 ) -> None:
     # BYTES in an input-data file: base64 of each element's 4-byte length prefix plus the JPEG
-    # (perf_analyzer docs/input_data.md); one entry per image, sent round-robin.
+    # (perf_analyzer's input_data.md); one entry per image, sent round-robin.
     entries = []
     for path in sample_jpegs()[:8]:
         jpeg = path.read_bytes()
