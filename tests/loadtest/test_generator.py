@@ -35,6 +35,14 @@ def test_closed_loop_sends_exactly_the_requests_asked_and_reads_the_server_view(
     assert 0 < result["generator"]["cores"] < 2
 
 
+def test_latencies_are_timed_finer_than_the_event_loop_clock(server) -> None:
+    # uvloop's loop.time() ticks in whole ms: a run timed by it has every latency on a ms boundary.
+    spec = LoadSpec(url=server.url, mix=Mix.parse("1x1"), concurrency=1, requests=40, duration_s=60)
+    result = run_load_sync(spec, CORPUS)
+    fractions = {round(ms % 1, 1) for ms, _ in result["cdf"]}
+    assert len(fractions) > 3, result["cdf"]
+
+
 def test_errors_are_counted_by_status(server) -> None:
     spec = LoadSpec(url=server.url, mix=Mix.parse("1x1"), concurrency=2, requests=6, duration_s=60)
     result = run_load_sync(spec, Corpus([b"not an image"], "garbage"))
