@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     )
     instances: int | None = Field(
         None, ge=1, le=64,
-        description="Run slots of the device, shared by every model (default: CPU cores on CPU; 2 lanes on CUDA, "
+        description="Run slots of the device, shared by every model (default: CPU cores + 1 on CPU; 2 lanes on CUDA, "
         "each a thread with one session of every model).",
     )
     intra_op_threads: int | None = Field(

@@ -8,7 +8,7 @@ The contract, and where each part lives:
   every member's queue, all or none). Past capacity it is refused before it costs any work.
 - **One queue per member** (`queue.py`). Admitted rows wait there; room is reserved while the
   images decode. `max_queue_rows` is a memory cap, all or nothing.
-- **One device for every queue** (`device.py`). It owns the run slots (CPU: one per core; CUDA:
+- **One device for every queue** (`device.py`). It owns the run slots (CPU: cores + 1; CUDA:
   the lanes of service/cuda.py) and the one dispatch loop that fills them. A batch opens when a
   row waits and a slot is free; it closes when `max_batch_size` rows wait or when the oldest
   waiting row has waited `max_delay_s` (0 by default: a free slot runs what is queued, and

@@ -20,11 +20,11 @@ def _settings(repo: Path = Path("unused"), **overrides: object) -> Settings:
     return Settings(model_repository=repo, providers="cpu", **overrides)
 
 
-def test_cpu_defaults_keep_batches_small_and_one_per_core() -> None:
+def test_cpu_defaults_keep_batches_small_and_one_slot_more_than_cores() -> None:
     settings = _settings()
     plan = Plan.resolve(settings, "cpu")
     assert (plan.provider, plan.precision, plan.max_batch_size) == ("cpu", "fp32", 2)
-    assert plan.instances == settings.cpu_count
+    assert plan.instances == settings.cpu_count + 1
     # Admission is by estimated wait; the row bound is only a memory cap.
     assert (plan.max_queue_wait_ms, plan.max_queue_rows) == (8000.0, 4096)
     assert plan.max_queue_delay_ms == 0.0  # a free core runs the row it has
