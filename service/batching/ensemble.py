@@ -15,6 +15,7 @@ import numpy as np
 
 from service import admission, metrics
 from service.admission import CostModel, Estimate
+from service.batching import fair_cut
 from service.batching.queue import MemberQueue, Result
 from service.errors import BadRequest, Overloaded
 
@@ -115,9 +116,10 @@ class Reservation:
         if len(rows) != self.rows:
             raise ValueError(f"{self.rows} rows were admitted, {len(rows)} came")
         futures = []
+        share = fair_cut.Share(asyncio.get_running_loop().time())  # one place in the cut on every member
         try:
             while self.queues:  # a member that fails to take its rows keeps its room for release()
-                futures.append(self.queues[0].submit(rows, deadline=deadline, reserved=True))
+                futures.append(self.queues[0].submit(rows, deadline=deadline, reserved=True, share=share))
                 self.queues.pop(0)
         except BaseException:
             for f in futures:

@@ -71,7 +71,8 @@ class _Job:
     future: asyncio.Future[Result]
     deadline: float | None  # loop.time() after which the rows are not worth evaluating
     enqueued: float
-    row_s: float = 0.0  # device seconds per row (service/batching/fair_cut.py)
+    share: fair_cut.Share  # the request's place in the fair cut, shared with its other members' rows
+    row_s: float = 0.0  # device seconds per row, over the slots: what a row adds to `share`
     seq: int = field(default_factory=lambda: next(_seq))
     sent: int = 0  # rows handed to batches so far
     done: int = 0  # rows whose outputs came back
@@ -176,10 +177,12 @@ class MemberQueue:
             del self._reservations[rows]
 
     def submit(
-        self, rows: np.ndarray, *, deadline: float | None = None, reserved: bool = False
+        self, rows: np.ndarray, *, deadline: float | None = None, reserved: bool = False,
+        share: fair_cut.Share | None = None,
     ) -> asyncio.Future[Result]:
         """Queue `rows` [k, ...]; the future gets a `Result`. Raises `Overloaded` if they don't fit.
-        `reserved`: room for these rows was reserved, so they are taken even while draining."""
+        `reserved`: room for these rows was reserved, so they are taken even while draining.
+        `share`: the request's place in the fair cut when its rows also run on other members."""
         if len(rows) == 0:
             raise ValueError("no rows to run")
         if reserved:
@@ -192,7 +195,8 @@ class MemberQueue:
             self._admit(len(rows))
         loop = asyncio.get_running_loop()
         row_s = (self.cost or _NOMINAL).per_row(self.name) / self.device.slots  # the fair cut's clock
-        job = _Job(rows, loop.create_future(), deadline, loop.time(), row_s)
+        now = loop.time()
+        job = _Job(rows, loop.create_future(), deadline, now, share or fair_cut.Share(now), row_s)
         self.jobs.append(job)
         self._queue(len(rows))
         self.device.notify()
@@ -220,6 +224,7 @@ class MemberQueue:
             if job.sent == 0:
                 job.first_sent_at = started
             job.sent += n
+            job.share.served_s += n * job.row_s
             if job.waiting == 0:
                 self.jobs.remove(job)
                 self._sent.add(job)
