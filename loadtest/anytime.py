@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from loadtest.soak import images, service
+from loadtest.soak import capacity, images, service
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,21 +53,6 @@ async def _classify(client: httpx.AsyncClient, data: bytes, params: dict, target
         return Answer(response.status_code, body.get("code"), ms, False, None)
     correct = None if target is None else body["predictions"][0]["index"] == target
     return Answer(200, None, ms, bool(body.get("partial")), body["evaluations"], correct)
-
-
-async def capacity(url: str, data: list[bytes], params: dict, seconds: float, concurrency: int) -> float:
-    """Closed loop at `concurrency` outstanding requests: 200s per second."""
-    done, stop = 0, time.monotonic() + seconds
-
-    async def worker(i: int) -> None:
-        nonlocal done
-        async with httpx.AsyncClient(base_url=url, timeout=120) as client:
-            while time.monotonic() < stop:
-                done += (await _classify(client, data[(done + i) % len(data)], params)).status == 200
-
-    started = time.monotonic()
-    await asyncio.gather(*(worker(i) for i in range(concurrency)))
-    return done / (time.monotonic() - started)
 
 
 async def open_loop(

@@ -56,10 +56,10 @@ def service(repository: Path, extra: list[str]) -> Iterator[tuple[str, int]]:
         yield server.url, server.pid
 
 
-async def _classify(client: httpx.AsyncClient, data: bytes, crops: int) -> tuple[str, float]:
+async def _classify(client: httpx.AsyncClient, data: bytes, params: dict) -> tuple[str, float]:
     started = time.perf_counter()
     try:
-        response = await client.post("/v1/classify", params={"crops": crops}, content=data,
+        response = await client.post("/v1/classify", params=params, content=data,
                                      headers={"content-type": "image/jpeg"})
         outcome = "ok" if response.status_code == 200 else str(response.status_code)
     except httpx.HTTPError as exc:
@@ -67,15 +67,15 @@ async def _classify(client: httpx.AsyncClient, data: bytes, crops: int) -> tuple
     return outcome, (time.perf_counter() - started) * 1000
 
 
-async def capacity(url: str, data: list[bytes], crops: int, seconds: float, concurrency: int) -> float:
+async def capacity(url: str, data: list[bytes], params: dict, seconds: float, concurrency: int) -> float:
     """Closed loop at `concurrency`: answered requests per second (the service's capacity here)."""
     done, stop = 0, time.monotonic() + seconds
 
     async def worker(i: int) -> None:
         nonlocal done
-        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as client:
             while time.monotonic() < stop:
-                outcome, _ = await _classify(client, data[(done + i) % len(data)], crops)
+                outcome, _ = await _classify(client, data[(done + i) % len(data)], params)
                 done += outcome == "ok"
 
     started = time.monotonic()
@@ -94,7 +94,7 @@ async def open_loop(url: str, pid: int, data: list[bytes], crops: int, rate: flo
         start = time.monotonic()
 
         async def one(i: int, w: Window) -> None:
-            outcome, ms = await _classify(client, data[i % len(data)], crops)
+            outcome, ms = await _classify(client, data[i % len(data)], {"crops": crops})
             if outcome == "ok":
                 w.ok += 1
                 w.latencies_ms.append(ms)
@@ -171,7 +171,7 @@ def run_soak(args: argparse.Namespace) -> int:
         if args.rate:
             cap = args.rate / args.load
         else:
-            cap = asyncio.run(capacity(url, data, args.crops, args.capacity_s, 2 * cores))
+            cap = asyncio.run(capacity(url, data, {"crops": args.crops}, args.capacity_s, 2 * cores))
         rate = args.rate or args.load * cap
         print(f"capacity {cap:.1f} req/s; offering {rate:.1f} req/s for {args.duration_s:.0f} s", flush=True)
         windows = asyncio.run(open_loop(url, pid, data, args.crops, rate, args.duration_s, args.window_s))
