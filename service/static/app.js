@@ -86,7 +86,14 @@ function showResult(body, roundTripMs) {
   });
   $("results").replaceChildren(...rows);
   const t = body.timings_ms;
-  $("evaluations").textContent = `${body.evaluations} (${body.crops} crop${body.crops === 1 ? "" : "s"} × ${body.members.length})`;
+  const image = body.results[0] || {};
+  const evaluations = image.evaluations ?? body.evaluations;
+  const walk = body.adaptive || body.partial; // the image climbed rungs: say where it stopped and why
+  $("evaluations").textContent = walk
+    ? `${evaluations}`
+    : `${body.evaluations} (${body.crops} crop${body.crops === 1 ? "" : "s"} × ${body.members.length})`;
+  $("walk-row").hidden = !walk;
+  $("walk").textContent = walk ? `${image.rung ?? "no rung"} · ${(image.stop ?? "").replace("_", " ")}` : "";
   $("t-preprocess").textContent = ms(t.preprocess);
   $("t-queue").textContent = ms(t.queue);
   $("t-inference").textContent = ms(t.inference);

@@ -133,6 +133,21 @@ def test_uploading_a_real_jpeg_shows_five_labelled_bars_and_timings(
     assert all(url.removeprefix("blob:").startswith(page_server.url) for url in page.requests), page.requests
 
 
+def test_adaptive_choices_show_where_the_image_stopped(page: object) -> None:
+    page.set_input_files("#file", str(sample_jpegs()[2]))
+    rows(page)
+    assert page.locator("#walk-row").is_hidden()  # a fixed mode has no walk to show
+    page.locator("label:has(input[name=crops][value='adaptive'])").click()
+    page.locator("label:has(input[name=ensemble][value='adaptive'])").click()
+    expect(page.locator("#walk-row")).to_be_visible()
+    assert len(rows(page)) == 5
+    walk = re.fullmatch(r"(\d+)x(\d+) · (confident|last rung|no time)", page.locator("#walk").inner_text())
+    assert walk, page.locator("#walk").inner_text()
+    crops, members = int(walk[1]), int(walk[2])
+    assert crops in (1, 10, 144) and 1 <= members <= 3
+    assert page.locator("#evaluations").inner_text() == str(crops * members)  # a walk never repeats work
+
+
 def test_dropping_an_image_classifies_it(page: object) -> None:
     jpeg = sample_jpegs()[1].read_bytes()
     transfer = page.evaluate_handle(
