@@ -53,6 +53,14 @@ def traffic(live: LiveServer) -> None:
             assert client.post("/v1/classify", content=make_image(seed=seed), headers=JPEG).status_code == 200
             auto = client.post("/v1/classify", params={"crops": "auto"}, content=make_image(seed=seed), headers=JPEG)
             assert auto.status_code == 200  # the auto-choice panel's series
+            walk = client.post(  # the adaptive panels' series: a walk per image, and one asked anytime
+                "/v1/classify", params={"crops": "adaptive", "ensemble": "adaptive"}, content=make_image(seed=seed),
+                headers=JPEG,
+            )
+            assert walk.status_code == 200 and walk.json()["adaptive"]
+            anytime = client.post("/v1/classify", params={"crops": 10, "partial": "true", "deadline_ms": 30_000},
+                                  content=make_image(seed=seed), headers=JPEG)
+            assert anytime.status_code == 200
         assert (  # a deadline no device could meet: refused at once (422), a rejection series
             client.post("/v1/classify", params={"deadline_ms": 0.001}, content=make_image(), headers=JPEG).status_code
             == 422
@@ -82,7 +90,7 @@ def test_dashboard_queries_only_metrics_the_service_exports(live: LiveServer, re
     assert queried - exported <= set(gpu.METRIC_NAMES)
     assert set(gpu.METRIC_NAMES) <= queried  # the dashboard has its GPU panels
     titles = " ".join(p["title"].lower() for p in dashboard["panels"])
-    for topic in ("throughput", "latency", "queue", "batch", "rejections", "gpu"):
+    for topic in ("throughput", "latency", "queue", "batch", "rejections", "gpu", "adaptive"):
         assert topic in titles
     assert {t["datasource"]["uid"] for p in dashboard["panels"] for t in p["targets"]} == {"${datasource}"}
 
@@ -178,6 +186,9 @@ def test_every_panel_query_returns_data_on_a_real_prometheus(
             assert result == [], f"GPU series without a GPU: {expr}"
         else:
             assert result, f"no data for {expr}"
+    for mode in ("adaptive", "anytime"):  # 0/0 and idle counters give series too: these must be real
+        (walks,) = instant(prometheus, f'sum(googlenet_walk_evaluated_rows_count{{mode="{mode}"}})')
+        assert float(walks["value"][1]) > 0, mode
 
     # the HPA's custom metric, as prometheus-adapter would query it for this pod
     values = yaml.safe_load((repo_root / "deploy/k8s/monitoring/prometheus-adapter-values.yaml").read_text())
