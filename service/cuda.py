@@ -307,7 +307,7 @@ class CudaSessions:
         self.sessions[lane.index] = self._open_on(lane, graphs=False)
         self._plain_lanes.add(lane.index)
         self._bind(lane)
-        for other in self.device.buckets:  # no capture on this session: two plain runs per shape
+        for other in self.device.buckets:  # the reopened session captures nothing: two plain runs warm each shape
             for _ in range(2):
                 self._run_on(lane, [np.zeros((other, *ITEM_SHAPE), np.uint8)])
 
