@@ -90,11 +90,12 @@ async def open_loop(url: str, pid: int, data: list[bytes], crops: int, rate: flo
     windows = [Window(t_s=i * window_s) for i in range(int(np.ceil(seconds / window_s)))]
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
     tasks: set[asyncio.Task[None]] = set()
+    params = {"crops": crops}
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
         start = time.monotonic()
 
         async def one(i: int, w: Window) -> None:
-            outcome, ms = await _classify(client, data[i % len(data)], {"crops": crops})
+            outcome, ms = await _classify(client, data[i % len(data)], params)
             if outcome == "ok":
                 w.ok += 1
                 w.latencies_ms.append(ms)
